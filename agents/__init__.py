@@ -1,0 +1,1 @@
+"""rlsched.agents: everything that decides hyperparameters (schedules, search, PBT, controllers)."""

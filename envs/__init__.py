@@ -1,0 +1,32 @@
+"""rlsched.envs: training jobs as Gymnasium environments.
+
+Importing this package registers the built-in tasks with Gymnasium:
+
+>>> import gymnasium as gym
+>>> import rlsched.envs
+>>> env = gym.make("rlsched/Synthetic-v0")
+"""
+
+import gymnasium as gym
+
+from rlsched.envs.distribution import FAMILIES, sample_task
+from rlsched.envs.env import BATCH_STEPS, LR_FACTORS, TrainingEnv, apply_action
+from rlsched.envs.features import FEATURES, OBSERVATION_VERSION, observation
+from rlsched.envs.reward import DIVERGENCE_RETURN, reward
+from rlsched.envs.tasks import TASKS, Task, get_task, make_env
+
+
+def _register() -> None:
+    for task in TASKS.values():
+        if task.env_id is not None and task.env_id not in gym.registry:
+            gym.register(id=task.env_id, entry_point="rlsched.envs.tasks:make_env",
+                         kwargs={"task": task.name})
+
+
+_register()
+
+__all__ = [
+    "BATCH_STEPS", "DIVERGENCE_RETURN", "FAMILIES", "FEATURES", "LR_FACTORS", "OBSERVATION_VERSION",
+    "TASKS", "Task", "TrainingEnv", "apply_action", "get_task", "make_env", "observation", "reward",
+    "sample_task",
+]

@@ -1,0 +1,80 @@
+"""A distribution of varied training jobs, split up front into training and evaluation families.
+
+Controllers are meta-trained on the ``"train"`` family and benchmarked on the ``"eval"``
+family only. The two never share a task instance: each family draws from its own random
+stream, MNIST-1D data for each family comes from disjoint data seeds, and the character
+language model appears only in the evaluation family (a held-out kind of task).
+
+>>> from rlsched.envs.distribution import sample_task
+>>> task = sample_task(3, "train")
+>>> sorted(task.settings)[:3]
+['data_seed', 'depth', 'label_noise']
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rlsched.envs.tasks import ADAM_SPACE, SGD_SPACE, Task, char_lm_job, mnist1d_job, synthetic_job
+from rlsched.space import Hyperparams
+
+FAMILIES = ("train", "eval")
+KINDS = {"train": ("synthetic", "mnist1d-mlp", "mnist1d-cnn"),
+         "eval": ("synthetic", "mnist1d-mlp", "mnist1d-cnn", "char-lm")}
+DATA_SEEDS = {"train": tuple(range(100, 108)), "eval": tuple(range(200, 204))}
+LR_RANGES = {"sgd": (3e-3, 0.3), "adam": (3e-4, 1e-2)}
+BUDGETS = {"synthetic": 20_000, "mnist1d-mlp": 64_000, "mnist1d-cnn": 48_000, "char-lm": 48_000}
+
+
+def sample_task(seed: int, family: str = "train", *, decisions: int = 10) -> Task:
+    """A task drawn from ``family`` by ``seed``: kind, width, depth, data size, optimizer (SGD or
+    Adam), label noise, initial LR and batch size. The same ``(seed, family)`` always gives the
+    same task."""
+    if family not in FAMILIES:
+        raise ValueError(f"family: expected one of {', '.join(FAMILIES)}, got {family!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    rng = np.random.default_rng([FAMILIES.index(family), int(seed)])
+    kind = str(rng.choice(KINDS[family]))
+    optimizer = str(rng.choice(["sgd", "adam"]))
+    low, high = LR_RANGES[optimizer]
+    lr = float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    space = SGD_SPACE if optimizer == "sgd" else ADAM_SPACE
+    batch_size = int(rng.choice(space.batch_size[:4]))
+    settings: dict = {"optimizer": optimizer, "lr": lr}
+    if kind == "char-lm":
+        settings |= {"width": int(rng.choice([128, 256]))}
+        job = char_lm_job
+    elif kind == "synthetic":
+        settings |= {
+            "width": int(rng.choice([16, 32, 64])),
+            "depth": int(rng.integers(1, 4)),
+            "train_size": int(rng.choice([500, 1000, 2000])),
+            "label_noise": float(rng.uniform(0.0, 0.3)),
+            "data_seed": int(rng.choice(DATA_SEEDS[family])),
+        }
+        job = synthetic_job
+    else:
+        settings |= {
+            "model": kind.removeprefix("mnist1d-"),
+            "width": int(rng.choice([32, 64, 128] if kind == "mnist1d-mlp" else [16, 32])),
+            "depth": int(rng.integers(1, 4)),
+            "train_size": int(rng.choice([1000, 2000, 4000])),
+            "label_noise": float(rng.uniform(0.0, 0.2)),
+            "data_seed": int(rng.choice(DATA_SEEDS[family])),
+        }
+        job = mnist1d_job
+    initial = Hyperparams(space.clip_lr(lr), batch_size)
+    return Task(
+        name=f"{family}/{seed}:{kind}",
+        env_id=None,
+        description=f"{kind} from the {family} family",
+        build=lambda s: job(s, **settings),
+        space=space,
+        initial=initial,
+        budget_samples=BUDGETS[kind],
+        decisions=decisions,
+        settings={"kind": kind, **settings},
+    )

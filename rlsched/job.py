@@ -1,0 +1,82 @@
+"""The training-job contract that every part of rlsched builds on."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from rlsched.space import Hyperparams
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    """What one call to :meth:`TrainingJob.train` measured.
+
+    Attributes:
+        samples: training examples consumed (exactly the number asked for).
+        steps: optimizer steps taken.
+        loss_mean: mean training loss over the steps.
+        loss_std: standard deviation of the per-step training loss.
+        grad_norm: mean L2 norm of the full gradient on the probed steps.
+        b_simple: gradient-noise scale ``tr(Sigma) / |G|^2`` (McCandlish et al. 2018), the batch
+            size at which noise and signal are about equal; ``nan`` when it cannot be estimated
+            (fewer than two full steps, or a noise-dominated estimate of ``|G|^2 <= 0``).
+        update_ratio: ``|w_after - w_before| / |w_before|`` of one optimizer step.
+        nonfinite: a loss or gradient was NaN or infinite; the job has diverged.
+    """
+
+    samples: int
+    steps: int
+    loss_mean: float
+    loss_std: float
+    grad_norm: float
+    b_simple: float
+    update_ratio: float
+    nonfinite: bool
+
+    def to_dict(self) -> dict[str, float | int | bool]:
+        return asdict(self)
+
+
+@runtime_checkable
+class TrainingJob(Protocol):
+    """A training run that can be advanced, evaluated, saved and restored.
+
+    ``train`` trains on ``samples`` examples at ``hp``; budgets count examples, never steps, so a
+    larger batch is not free. ``state_dict``/``load_state_dict`` cover model, optimizer, data
+    order and RNG, so a restored copy continues exactly as the original would. After loading,
+    the hyperparameters given to the next ``train`` call always win over restored ones.
+    """
+
+    def train(self, hp: Hyperparams, samples: int) -> TrainStats: ...
+
+    def evaluate(self) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def interval_sizes(budget_samples: int, decisions: int) -> list[int]:
+    """Split a budget of examples into ``decisions`` near-equal intervals that sum exactly to it.
+
+    >>> interval_sizes(10, 3)
+    [3, 3, 4]
+    """
+    if isinstance(decisions, bool) or not isinstance(decisions, int) or decisions < 1:
+        raise ValueError(f"decisions: expected an integer >= 1, got {decisions!r}")
+    if isinstance(budget_samples, bool) or not isinstance(budget_samples, int):
+        raise ValueError(f"budget_samples: expected an integer, got {budget_samples!r}")
+    if budget_samples < decisions:
+        raise ValueError(
+            f"budget_samples: expected at least one example per decision (>= {decisions}), "
+            f"got {budget_samples!r}"
+        )
+    bounds = [(i * budget_samples) // decisions for i in range(decisions + 1)]
+    return [b - a for a, b in zip(bounds, bounds[1:])]
+
+
+def is_diverged(stats: TrainStats | None, metrics: dict[str, float]) -> bool:
+    """A job has diverged when training saw a non-finite value or the validation loss is not finite."""
+    return bool((stats is not None and stats.nonfinite) or not math.isfinite(metrics["loss"]))

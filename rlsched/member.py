@@ -1,0 +1,73 @@
+"""Member: one training job with its hyperparameters and history.
+
+The Gymnasium environment and the population runner both drive training through a Member,
+so they share one mechanism for advancing, evaluating and recording a job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rlsched.job import TrainingJob, TrainStats, is_diverged
+from rlsched.space import Hyperparams
+
+
+@dataclass(frozen=True)
+class Record:
+    """The state of a member after a decision interval (decision 0: before any training).
+
+    ``hparams`` were in effect during the interval (for decision 0: the initial ones);
+    ``samples`` counts every example the member's weights have seen, inherited ones included.
+    """
+
+    decision: int
+    samples: int
+    hparams: Hyperparams
+    stats: TrainStats | None
+    metrics: dict[str, float]
+
+    @property
+    def val_loss(self) -> float:
+        return self.metrics["loss"]
+
+    @property
+    def diverged(self) -> bool:
+        return is_diverged(self.stats, self.metrics)
+
+
+@dataclass
+class Member:
+    """A job plus the hyperparameters it runs at and the record of every interval so far."""
+
+    job: TrainingJob
+    hparams: Hyperparams
+    member_id: int = 0
+    history: list[Record] = field(default_factory=list)
+
+    def start(self) -> Record:
+        """Evaluate the untrained job: decision 0 of the history."""
+        if self.history:
+            raise RuntimeError("Member.start: already started; build a new Member to start over")
+        record = Record(0, 0, self.hparams, None, dict(self.job.evaluate()))
+        self.history.append(record)
+        return record
+
+    def advance(self, hp: Hyperparams, samples: int) -> Record:
+        """Train ``samples`` examples at ``hp``, evaluate, and append the resulting record."""
+        if not self.history:
+            raise RuntimeError("Member.advance: call start() first")
+        self.hparams = hp
+        stats = self.job.train(hp, samples)
+        metrics = dict(self.job.evaluate())
+        last = self.history[-1]
+        record = Record(last.decision + 1, last.samples + stats.samples, hp, stats, metrics)
+        self.history.append(record)
+        return record
+
+    @property
+    def last(self) -> Record:
+        return self.history[-1]
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.history) and self.last.diverged
