@@ -19,14 +19,27 @@ from rlsched.envs.tasks import TASKS, Task, get_task, make_env
 def _register() -> None:
     for task in TASKS.values():
         if task.env_id is not None and task.env_id not in gym.registry:
-            gym.register(id=task.env_id, entry_point="rlsched.envs.tasks:make_env",
-                         kwargs={"task": task.name})
+            gym.register(
+                id=task.env_id, entry_point="rlsched.envs.tasks:make_env", kwargs={"task": task.name}
+            )
 
 
 _register()
 
 __all__ = [
-    "BATCH_STEPS", "DIVERGENCE_RETURN", "FAMILIES", "FEATURES", "LR_FACTORS", "OBSERVATION_VERSION",
-    "TASKS", "Task", "TrainingEnv", "apply_action", "get_task", "make_env", "observation", "reward",
+    "BATCH_STEPS",
+    "DIVERGENCE_RETURN",
+    "FAMILIES",
+    "FEATURES",
+    "LR_FACTORS",
+    "OBSERVATION_VERSION",
+    "TASKS",
+    "Task",
+    "TrainingEnv",
+    "apply_action",
+    "get_task",
+    "make_env",
+    "observation",
+    "reward",
     "sample_task",
 ]

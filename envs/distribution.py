@@ -21,8 +21,10 @@ from rlsched.envs.tasks import ADAM_SPACE, SGD_SPACE, Task, char_lm_job, mnist1d
 from rlsched.space import Hyperparams
 
 FAMILIES = ("train", "eval")
-KINDS = {"train": ("synthetic", "mnist1d-mlp", "mnist1d-cnn"),
-         "eval": ("synthetic", "mnist1d-mlp", "mnist1d-cnn", "char-lm")}
+KINDS = {
+    "train": ("synthetic", "mnist1d-mlp", "mnist1d-cnn"),
+    "eval": ("synthetic", "mnist1d-mlp", "mnist1d-cnn", "char-lm"),
+}
 DATA_SEEDS = {"train": tuple(range(100, 108)), "eval": tuple(range(200, 204))}
 LR_RANGES = {"sgd": (3e-3, 0.3), "adam": (3e-4, 1e-2)}
 BUDGETS = {"synthetic": 20_000, "mnist1d-mlp": 64_000, "mnist1d-cnn": 48_000, "char-lm": 48_000}

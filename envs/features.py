@@ -31,14 +31,19 @@ FEATURES = (
 
 
 def log_ratio(a: float | None, b: float | None) -> float:
-    """``log(a / b)`` for positive finite inputs, ``+inf`` for a non-finite ``a``, else ``nan``."""
-    if a is None or b is None:
+    """``log(a / b)`` for positive finite inputs, ``+inf`` for ``a = +inf``, else ``nan``."""
+    if a is None or b is None or math.isnan(a):
         return math.nan
-    if not math.isfinite(a):
+    if a == math.inf:
         return math.inf
     if a > 0 and b > 0 and math.isfinite(b):
         return math.log(a / b)
     return math.nan
+
+
+def _loss(value: float) -> float:
+    """A NaN loss is a diverged one: treat it as infinitely bad."""
+    return math.inf if math.isnan(value) else value
 
 
 def observation(
@@ -57,16 +62,16 @@ def observation(
     stats = last.stats
     prev = history[-2].stats if len(history) > 1 else None
     l0 = history[0].val_loss
-    train = stats.loss_mean if stats else None
+    train = _loss(stats.loss_mean) if stats else None
     features = [
         last.samples / budget_samples,
         log_ratio(last.hparams.lr, initial.lr),
         math.log2(last.hparams.batch_size / initial.batch_size),
         log_ratio(train, l0),
         log_ratio(train, prev.loss_mean if prev else None),
-        log_ratio(last.val_loss, l0),
-        log_ratio(last.val_loss, history[-2].val_loss) if len(history) > 1 else 0.0,
-        log_ratio(last.val_loss, train),
+        log_ratio(_loss(last.val_loss), l0),
+        log_ratio(_loss(last.val_loss), history[-2].val_loss) if len(history) > 1 else 0.0,
+        log_ratio(_loss(last.val_loss), train),
         stats.loss_std / stats.loss_mean if stats and stats.loss_mean > 0 else math.nan,
         log_ratio(stats.grad_norm if stats else None, prev.grad_norm if prev else None),
         log_ratio(stats.b_simple if stats else None, last.hparams.batch_size),

@@ -236,7 +236,12 @@ def synthetic_data(data_seed: int = 0, train_size: int = 2000, noise: float = 0.
     w2 = torch.randn(32, 1, generator=generator) / 32**0.5
     x = torch.randn(train_size + 1000, 16, generator=generator)
     y = torch.tanh(x @ w1) @ w2 + noise * torch.randn(len(x), 1, generator=generator)
-    return {"x_train": x[:train_size], "y_train": y[:train_size], "x_val": x[train_size:], "y_val": y[train_size:]}
+    return {
+        "x_train": x[:train_size],
+        "y_train": y[:train_size],
+        "x_val": x[train_size:],
+        "y_val": y[train_size:],
+    }
 
 
 def synthetic_job(
@@ -263,8 +268,14 @@ def synthetic_job(
     )
 
 
-def _task(name: str, env_id: str | None, description: str, job: Callable[..., SupervisedJob],
-          settings: dict[str, Any], **kwargs: Any) -> Task:
+def _task(
+    name: str,
+    env_id: str | None,
+    description: str,
+    job: Callable[..., SupervisedJob],
+    settings: dict[str, Any],
+    **kwargs: Any,
+) -> Task:
     return Task(name, env_id, description, functools.partial(job, **settings), settings=settings, **kwargs)
 
 
@@ -274,17 +285,47 @@ ADAM_SPACE = HyperparamSpace(lr=(1e-5, 1e-1), batch_size=(32, 64, 128, 256, 512)
 TASKS: dict[str, Task] = {
     t.name: t
     for t in [
-        _task("synthetic", "rlsched/Synthetic-v0", "tanh-teacher regression, 2-layer MLP, SGD (fast, for tests)",
-              synthetic_job, {}, space=replace(SGD_SPACE, batch_size=(16, 32, 64, 128)),
-              initial=Hyperparams(0.05, 32), budget_samples=20_000, decisions=5),
-        _task("mnist1d-mlp", "rlsched/MNIST1D-MLP-v0", "MNIST-1D, MLP 40-100-100-10, SGD momentum 0.9",
-              mnist1d_job, {"model": "mlp"}, space=SGD_SPACE,
-              initial=Hyperparams(0.05, 128), budget_samples=384_000),
-        _task("mnist1d-cnn", "rlsched/MNIST1D-CNN-v0", "MNIST-1D, 1-D CNN (3 conv layers), Adam",
-              mnist1d_job, {"model": "cnn", "width": 32, "optimizer": "adam", "lr": 3e-3},
-              space=ADAM_SPACE, initial=Hyperparams(3e-3, 64), budget_samples=96_000),
-        _task("char-lm", "rlsched/CharLM-v0", "next-character MLP on Python's documentation text, Adam",
-              char_lm_job, {}, space=ADAM_SPACE, initial=Hyperparams(3e-3, 64), budget_samples=96_000),
+        _task(
+            "synthetic",
+            "rlsched/Synthetic-v0",
+            "tanh-teacher regression, 2-layer MLP, SGD (fast, for tests)",
+            synthetic_job,
+            {},
+            space=replace(SGD_SPACE, batch_size=(16, 32, 64, 128)),
+            initial=Hyperparams(0.05, 32),
+            budget_samples=20_000,
+            decisions=5,
+        ),
+        _task(
+            "mnist1d-mlp",
+            "rlsched/MNIST1D-MLP-v0",
+            "MNIST-1D, MLP 40-100-100-10, SGD momentum 0.9",
+            mnist1d_job,
+            {"model": "mlp"},
+            space=SGD_SPACE,
+            initial=Hyperparams(0.05, 128),
+            budget_samples=384_000,
+        ),
+        _task(
+            "mnist1d-cnn",
+            "rlsched/MNIST1D-CNN-v0",
+            "MNIST-1D, 1-D CNN (3 conv layers), Adam",
+            mnist1d_job,
+            {"model": "cnn", "width": 32, "optimizer": "adam", "lr": 3e-3},
+            space=ADAM_SPACE,
+            initial=Hyperparams(3e-3, 64),
+            budget_samples=96_000,
+        ),
+        _task(
+            "char-lm",
+            "rlsched/CharLM-v0",
+            "next-character MLP on Python's documentation text, Adam",
+            char_lm_job,
+            {},
+            space=ADAM_SPACE,
+            initial=Hyperparams(3e-3, 64),
+            budget_samples=96_000,
+        ),
     ]
 }
 

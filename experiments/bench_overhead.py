@@ -81,13 +81,20 @@ def main() -> None:
         val.append(evaluation)
     steps = sum(-(-n // task.initial.batch_size) for n in intervals)
     ratio = [(e - p) / p for e, p in zip(env, pure)]
-    print(f"task {args.task}: {task.budget_samples} examples, {task.decisions} decisions, "
-          f"batch {task.initial.batch_size} ({steps} steps), {args.threads} thread(s), {args.repeats} repeats")
+    print(
+        f"task {args.task}: {task.budget_samples} examples, {task.decisions} decisions, "
+        f"batch {task.initial.batch_size} ({steps} steps), {args.threads} thread(s), {args.repeats} repeats"
+    )
     print(f"pure training      {statistics.median(pure):8.3f} s  (median)")
     print(f"env minus val pass {statistics.median(env):8.3f} s")
-    print(f"validation passes  {statistics.median(val):8.3f} s  ({statistics.median(val) / statistics.median(pure):.1%} of pure training)")
-    print(f"env overhead       {statistics.median(ratio):+8.2%}  (median of per-repeat ratios; "
-          f"min {min(ratio):+.2%}, max {max(ratio):+.2%})")
+    print(
+        f"validation passes  {statistics.median(val):8.3f} s  "
+        f"({statistics.median(val) / statistics.median(pure):.1%} of pure training)"
+    )
+    print(
+        f"env overhead       {statistics.median(ratio):+8.2%}  (median of per-repeat ratios; "
+        f"min {min(ratio):+.2%}, max {max(ratio):+.2%})"
+    )
 
 
 if __name__ == "__main__":

@@ -79,9 +79,7 @@ class HyperparamSpace:
                 f"got {self.batch_size!r}"
             )
         if self.scale_rule not in SCALE_RULES:
-            raise ValueError(
-                f"scale_rule: expected one of {', '.join(SCALE_RULES)}, got {self.scale_rule!r}"
-            )
+            raise ValueError(f"scale_rule: expected one of {', '.join(SCALE_RULES)}, got {self.scale_rule!r}")
         object.__setattr__(self, "lr", (low, high))
         object.__setattr__(self, "batch_size", tuple(int(v) for v in ladder))
 
@@ -136,7 +134,9 @@ class HyperparamSpace:
     def sample(self, rng: np.random.Generator) -> Hyperparams:
         """Log-uniform learning rate within bounds, batch size uniform over the ladder."""
         log_lr = rng.uniform(math.log(self.lr[0]), math.log(self.lr[1]))
-        return Hyperparams(self.clip_lr(math.exp(log_lr)), self.batch_size[int(rng.integers(len(self.batch_size)))])
+        return Hyperparams(
+            self.clip_lr(math.exp(log_lr)), self.batch_size[int(rng.integers(len(self.batch_size)))]
+        )
 
     def to_dict(self) -> dict:
         return {"lr": list(self.lr), "batch_size": list(self.batch_size), "scale_rule": self.scale_rule}

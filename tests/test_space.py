@@ -36,7 +36,9 @@ def test_invalid_scale_rule_lists_allowed_values():
         HyperparamSpace(scale_rule="cubic")
 
 
-@pytest.mark.parametrize("lr, batch_size", [(0.0, 32), (-1.0, 32), (math.nan, 32), (0.1, 0), (0.1, 1.5), (True, 32)])
+@pytest.mark.parametrize(
+    "lr, batch_size", [(0.0, 32), (-1.0, 32), (math.nan, 32), (0.1, 0), (0.1, 1.5), (True, 32)]
+)
 def test_invalid_hyperparams(lr, batch_size):
     with pytest.raises(ValueError):
         Hyperparams(lr, batch_size)

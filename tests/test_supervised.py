@@ -15,10 +15,20 @@ def classification_job(seed=0, optimizer="sgd", dropout=0.0, n=512):
     y = (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 1).long()
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, 3))
-    opt = (torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if optimizer == "sgd"
-           else torch.optim.Adam(model.parameters(), lr=1e-2))
-    return SupervisedJob(model, opt, TensorDataset(x[:400], y[:400]), TensorDataset(x[400:], y[400:]),
-                         nn.functional.cross_entropy, metrics={"accuracy": accuracy}, seed=seed)
+    opt = (
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        if optimizer == "sgd"
+        else torch.optim.Adam(model.parameters(), lr=1e-2)
+    )
+    return SupervisedJob(
+        model,
+        opt,
+        TensorDataset(x[:400], y[:400]),
+        TensorDataset(x[400:], y[400:]),
+        nn.functional.cross_entropy,
+        metrics={"accuracy": accuracy},
+        seed=seed,
+    )
 
 
 class LossRecorder:
@@ -108,8 +118,9 @@ def test_new_lr_wins_over_the_restored_optimizer():
 
 def test_param_groups_keep_their_lr_ratios():
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 1))
-    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.1},
-                           {"params": model[1].parameters(), "lr": 0.01}])
+    opt = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 0.1}, {"params": model[1].parameters(), "lr": 0.01}]
+    )
     data = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
     job = SupervisedJob(model, opt, data, data, nn.functional.mse_loss)
     job.train(Hyperparams(0.5, 16), 16)
@@ -133,8 +144,14 @@ class PairDataset(Dataset):
 def test_any_map_style_dataset_regression():
     torch.manual_seed(0)
     model = nn.Linear(3, 1)
-    job = SupervisedJob(model, torch.optim.SGD(model.parameters(), lr=0.1), PairDataset(300),
-                        PairDataset(50), nn.functional.mse_loss, seed=0)
+    job = SupervisedJob(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        PairDataset(300),
+        PairDataset(50),
+        nn.functional.mse_loss,
+        seed=0,
+    )
     before = job.evaluate()["loss"]
     for _ in range(5):
         stats = job.train(Hyperparams(0.1, 16), 300)
@@ -192,8 +209,15 @@ def linear_regression_job(n=20000, d=10, seed=0):
     with torch.no_grad():
         model.weight.copy_((w_true + 0.3 * torch.randn(d, 1, generator=g)).T)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    job = SupervisedJob(model, opt, TensorDataset(x, y), TensorDataset(x[:100], y[:100]),
-                        nn.functional.mse_loss, seed=seed, stat_pairs=300)
+    job = SupervisedJob(
+        model,
+        opt,
+        TensorDataset(x, y),
+        TensorDataset(x[:100], y[:100]),
+        nn.functional.mse_loss,
+        seed=seed,
+        stat_pairs=300,
+    )
     return job, x, y
 
 
@@ -239,5 +263,11 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="state.format"):
         job.load_state_dict({"model": {}})
     with pytest.raises(ValueError, match="reserved"):
-        SupervisedJob(job.model, job.optimizer, job.train_data, job.splits["val"], job.loss_fn,
-                      metrics={"loss": accuracy})
+        SupervisedJob(
+            job.model,
+            job.optimizer,
+            job.train_data,
+            job.splits["val"],
+            job.loss_fn,
+            metrics={"loss": accuracy},
+        )

@@ -1,0 +1,5 @@
+import sys
+
+from rlsched.cli import main
+
+sys.exit(main())
