@@ -15,7 +15,7 @@ IDS = [t.env_id for t in TASKS.values()]
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_check_env_passes_for_every_registered_id(env_id):
-    env = gym.make(env_id, budget_samples=4 * 512, decisions=2)
+    env = gym.make(env_id)  # the default episode settings
     check_env(env.unwrapped)
     env.close()
 
