@@ -1,1 +1,44 @@
-"""rlsched.agents: everything that decides hyperparameters (schedules, search, PBT, controllers)."""
+"""rlsched.agents: everything that decides hyperparameters.
+
+Hand schedules (``Fixed`` with a ``Schedule``), static search (``GridSearch``, ``RandomSearch``),
+``PBT`` and ``PB2``, all through one interface (:class:`rlsched.agent.Agent`).
+"""
+
+from typing import Any
+
+from rlsched.agents.pb2 import GPUCB, PB2
+from rlsched.agents.pbt import PBT, exploit, explore
+from rlsched.agents.schedules import KINDS, Schedule, factor
+from rlsched.agents.search import Fixed, GridSearch, RandomSearch
+
+AGENTS = {"Fixed": Fixed, "GridSearch": GridSearch, "RandomSearch": RandomSearch, "PBT": PBT, "PB2": PB2}
+
+
+def build_agent(config: dict[str, Any]):
+    """An agent from its ``config()`` dict, e.g. ``{"type": "PBT", "quantile_fraction": 0.25}``."""
+    config = dict(config)
+    kind = config.pop("type", None)
+    if kind not in AGENTS:
+        raise ValueError(f"agent.type: expected one of {', '.join(AGENTS)}, got {kind!r}")
+    if "schedule" in config:
+        config["schedule"] = Schedule(**config["schedule"])
+    if "perturbation_factors" in config:
+        config["perturbation_factors"] = tuple(config["perturbation_factors"])
+    return AGENTS[kind](**config)
+
+
+__all__ = [
+    "AGENTS",
+    "GPUCB",
+    "KINDS",
+    "PB2",
+    "PBT",
+    "Fixed",
+    "GridSearch",
+    "RandomSearch",
+    "Schedule",
+    "build_agent",
+    "exploit",
+    "explore",
+    "factor",
+]

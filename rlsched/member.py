@@ -43,6 +43,7 @@ class Member:
     hparams: Hyperparams
     member_id: int = 0
     history: list[Record] = field(default_factory=list)
+    train_seconds: float = 0.0  # wall time spent in job.train (never part of a record)
 
     def start(self) -> Record:
         """Evaluate the untrained job: decision 0 of the history."""

@@ -1,0 +1,221 @@
+"""Population-based training (Jaderberg et al. 2017), synchronous rounds, and PB2's explore.
+
+A round, at every ``perturbation_interval``-th decision once ``burn_in`` decisions have passed::
+
+    rank members by score (-val loss; a diverged member scores -inf)
+    bottom = the worst ceil(quantile_fraction * N) members, plus every diverged member
+    top    = the best ceil(quantile_fraction * N) finite members
+    for each member in bottom: donor = a random member of top
+        copy the donor (weights, optimizer state, data order, RNG, history), then explore:
+        each hyperparameter is resampled with probability resample_probability, else perturbed
+        (LR x one of perturbation_factors; batch size one rung up or down its ladder)
+
+A diverged member is replaced at the very next decision, whatever the interval.
+Pure parts (`exploit`, `explore`) take an explicit generator and are tested exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rlsched.agent import Decision, PopulationView
+from rlsched.space import Hyperparams, HyperparamSpace
+
+
+def exploit(scores: Sequence[float], quantile_fraction: float, rng: np.random.Generator) -> dict[int, int]:
+    """``{recipient: donor}``: the bottom quantile (and every ``-inf`` score) copies a random top member."""
+    n = len(scores)
+    k = min(math.ceil(n * quantile_fraction), n // 2)
+    order = sorted(range(n), key=lambda i: (scores[i], i))  # worst first
+    finite = [i for i in order if math.isfinite(scores[i])]
+    bottom = sorted(set(order[:k]) | {i for i in order if not math.isfinite(scores[i])})
+    top = [i for i in finite[::-1][: max(k, 1)] if i not in bottom]
+    if not top:
+        return {}
+    return {i: int(top[rng.integers(len(top))]) for i in bottom}
+
+
+def explore(
+    hp: Hyperparams,
+    space: HyperparamSpace,
+    rng: np.random.Generator,
+    *,
+    resample_probability: float = 0.25,
+    perturbation_factors: tuple[float, float] = (0.8, 1.25),
+) -> tuple[Hyperparams, list[str]]:
+    """New hyperparameters near ``hp`` and a readable list of what changed. Always inside ``space``.
+
+    The batch size moves first (one rung, or resampled from the ladder) and the LR follows it by the
+    space's scale rule; then the LR is perturbed by a factor or resampled log-uniformly.
+    """
+    changes = []
+    if rng.random() < resample_probability:
+        batch_size = space.batch_size[int(rng.integers(len(space.batch_size)))]
+        how = "resampled"
+    else:
+        step = int(rng.choice([-1, 1]))
+        index = min(max(space.rung(hp.batch_size) + step, 0), len(space.batch_size) - 1)
+        batch_size = space.batch_size[index]
+        how = (
+            f"one rung {'up' if step > 0 else 'down'}"
+            if batch_size != hp.batch_size
+            else "kept at the ladder's end"
+        )
+    lr = space.clip_lr(space.scale_lr(hp.lr, hp.batch_size, batch_size))
+    if batch_size != hp.batch_size:
+        changes.append(
+            f"batch_size {hp.batch_size} -> {batch_size} ({how}; lr rescaled by {space.scale_rule} rule)"
+        )
+    if rng.random() < resample_probability:
+        new_lr = space.sample(rng).lr
+        changes.append(f"lr {lr:.4g} -> {new_lr:.4g} (resampled)")
+    else:
+        f = float(rng.choice(perturbation_factors))
+        new_lr = space.clip_lr(lr * f)
+        changes.append(f"lr {lr:.4g} -> {new_lr:.4g} (x{f:g}{', clipped' if new_lr != lr * f else ''})")
+    return Hyperparams(new_lr, batch_size), changes
+
+
+class PBT:
+    """Population-based training with Ray Tune's knobs and its known failures fixed.
+
+    Args:
+        quantile_fraction: fraction of the population copied from / copied over each round.
+        perturbation_interval: decisions between rounds.
+        burn_in: decisions before the first round.
+        resample_probability: chance each hyperparameter is resampled instead of perturbed.
+        perturbation_factors: LR multipliers to choose from when perturbing.
+        explore: ``"perturb"`` or an object with ``explore(hp, space, rng, context) -> (hp, changes)``
+            (PB2's GP-UCB, or a learned controller).
+        init: ``"sample"`` draws each member's start from the space; ``"fixed"`` starts all at ``initial``.
+    """
+
+    def __init__(
+        self,
+        quantile_fraction: float = 0.25,
+        perturbation_interval: int = 1,
+        burn_in: int = 0,
+        resample_probability: float = 0.25,
+        perturbation_factors: tuple[float, float] = (0.8, 1.25),
+        explore: Any = "perturb",
+        init: str = "sample",
+    ) -> None:
+        if not 0 < quantile_fraction <= 0.5:
+            raise ValueError(f"quantile_fraction: expected a value in (0, 0.5], got {quantile_fraction!r}")
+        if (
+            isinstance(perturbation_interval, bool)
+            or not isinstance(perturbation_interval, int)
+            or perturbation_interval < 1
+        ):
+            raise ValueError(
+                f"perturbation_interval: expected an integer >= 1, got {perturbation_interval!r}"
+            )
+        if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
+            raise ValueError(f"burn_in: expected an integer >= 0, got {burn_in!r}")
+        if not 0 <= resample_probability <= 1:
+            raise ValueError(
+                f"resample_probability: expected a value in [0, 1], got {resample_probability!r}"
+            )
+        if len(perturbation_factors) != 2 or not all(f > 0 for f in perturbation_factors):
+            raise ValueError(
+                f"perturbation_factors: expected two positive factors, got {perturbation_factors!r}"
+            )
+        if explore != "perturb" and not hasattr(explore, "explore"):
+            raise ValueError(
+                f"explore: expected 'perturb' or an object with an explore() method, got {explore!r}"
+            )
+        if init not in ("sample", "fixed"):
+            raise ValueError(f"init: expected 'sample' or 'fixed', got {init!r}")
+        self.quantile_fraction = float(quantile_fraction)
+        self.perturbation_interval = perturbation_interval
+        self.burn_in = burn_in
+        self.resample_probability = float(resample_probability)
+        self.perturbation_factors = tuple(float(f) for f in perturbation_factors)
+        self.explorer = explore
+        self.init = init
+
+    def initial(
+        self,
+        population: int,
+        space: HyperparamSpace,
+        initial: Hyperparams,
+        decisions: int,
+        rng: np.random.Generator,
+    ) -> list[Hyperparams]:
+        if self.init == "fixed" or population == 1:
+            return [initial] * population
+        return [initial] + [space.sample(rng) for _ in range(population - 1)]
+
+    def is_round(self, decision: int) -> bool:
+        return (
+            decision >= max(self.burn_in, 1) and (decision - self.burn_in) % self.perturbation_interval == 0
+        )
+
+    def decide(self, view: PopulationView, rng: np.random.Generator) -> list[Decision]:
+        scores = [m.score for m in view.members]
+        pairs = exploit(scores, self.quantile_fraction, rng)
+        if not self.is_round(view.decision):  # between rounds only diverged members are replaced
+            pairs = {i: j for i, j in pairs.items() if not math.isfinite(scores[i])}
+        self.observe(view)
+        decisions = []
+        for i, member in enumerate(view.members):
+            if i not in pairs:
+                decisions.append(Decision(member.hparams))
+                continue
+            donor = view.members[pairs[i]]
+            hp, changes = self.explore(donor.hparams, view, rng)
+            why = (
+                "diverged"
+                if not math.isfinite(scores[i])
+                else f"val loss {-scores[i]:.4g} in the bottom quantile"
+            )
+            decisions.append(
+                Decision(
+                    hp,
+                    clone_from=pairs[i],
+                    reason=(
+                        f"{why}; copied member {pairs[i]} (val loss {-donor.score:.4g}); "
+                        + "; ".join(changes)
+                    ),
+                )
+            )
+        return decisions
+
+    def observe(self, view: PopulationView) -> None:
+        if hasattr(self.explorer, "observe"):
+            self.explorer.observe(view)
+
+    def explore(
+        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator
+    ) -> tuple[Hyperparams, list[str]]:
+        if self.explorer == "perturb":
+            return explore(
+                hp,
+                view.space,
+                rng,
+                resample_probability=self.resample_probability,
+                perturbation_factors=self.perturbation_factors,
+            )
+        return self.explorer.explore(hp, view, rng)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "quantile_fraction": self.quantile_fraction,
+            "perturbation_interval": self.perturbation_interval,
+            "burn_in": self.burn_in,
+            "resample_probability": self.resample_probability,
+            "perturbation_factors": list(self.perturbation_factors),
+            "init": self.init,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"explorer": self.explorer.state_dict() if hasattr(self.explorer, "state_dict") else {}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if hasattr(self.explorer, "load_state_dict"):
+            self.explorer.load_state_dict(state["explorer"])

@@ -1,0 +1,103 @@
+"""Static search: each member is one trial with fixed base hyperparameters and a hand schedule.
+
+``Fixed`` runs every member at one starting point; ``GridSearch`` takes the product of LR and
+batch-size lists; ``RandomSearch`` samples log-uniform LRs and batch sizes from the ladder.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rlsched.agent import Decision, PopulationView
+from rlsched.agents.schedules import Schedule
+from rlsched.space import Hyperparams, HyperparamSpace
+
+
+class ScheduledSearch:
+    """Base: member ``i`` trains at ``base[i]`` with its LR multiplied by the schedule."""
+
+    def __init__(self, schedule: Schedule | str = "constant") -> None:
+        self.schedule = Schedule(schedule) if isinstance(schedule, str) else schedule
+        self.base: list[Hyperparams] = []
+
+    def bases(
+        self, population: int, space: HyperparamSpace, initial: Hyperparams, rng: np.random.Generator
+    ) -> list[Hyperparams]:
+        raise NotImplementedError
+
+    def _at(self, space: HyperparamSpace, base: Hyperparams, decision: int, decisions: int) -> Hyperparams:
+        lr = space.clip_lr(self.schedule.lr(base.lr, decision=decision, decisions=decisions))
+        return Hyperparams(lr, base.batch_size)
+
+    def initial(
+        self,
+        population: int,
+        space: HyperparamSpace,
+        initial: Hyperparams,
+        decisions: int,
+        rng: np.random.Generator,
+    ) -> list[Hyperparams]:
+        self.base = [space.check(b, "search point") for b in self.bases(population, space, initial, rng)]
+        return [self._at(space, b, 0, decisions) for b in self.base]
+
+    def decide(self, view: PopulationView, rng: np.random.Generator) -> list[Decision]:
+        return [Decision(self._at(view.space, b, view.decision, view.decisions)) for b in self.base]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"base": [b.to_dict() for b in self.base]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.base = [Hyperparams(**b) for b in state["base"]]
+
+
+class Fixed(ScheduledSearch):
+    """A hand schedule: every member starts at the run's initial hyperparameters and follows ``schedule``.
+
+    >>> agent = Fixed(Schedule("cosine", warmup=0.1))
+    """
+
+    def bases(self, population, space, initial, rng):
+        return [initial] * population
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Fixed", "schedule": self.schedule.config()}
+
+
+class GridSearch(ScheduledSearch):
+    """The product of ``lr`` and ``batch_size`` values, one member per point (population must match)."""
+
+    def __init__(self, lr: Sequence[float], batch_size: Sequence[int], schedule: Schedule | str = "constant"):
+        super().__init__(schedule)
+        if not lr or not batch_size:
+            raise ValueError("lr, batch_size: each needs at least one value")
+        self.lr_values, self.batch_values = [float(v) for v in lr], [int(v) for v in batch_size]
+        self.points = [Hyperparams(a, b) for a, b in itertools.product(self.lr_values, self.batch_values)]
+
+    def bases(self, population, space, initial, rng):
+        if population != len(self.points):
+            raise ValueError(
+                f"population: the grid has {len(self.points)} points, got population {population}"
+            )
+        return list(self.points)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "type": "GridSearch",
+            "lr": self.lr_values,
+            "batch_size": self.batch_values,
+            "schedule": self.schedule.config(),
+        }
+
+
+class RandomSearch(ScheduledSearch):
+    """Each member samples its base point: log-uniform LR within bounds, batch size from the ladder."""
+
+    def bases(self, population, space, initial, rng):
+        return [space.sample(rng) for _ in range(population)]
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "RandomSearch", "schedule": self.schedule.config()}

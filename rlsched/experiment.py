@@ -1,0 +1,191 @@
+"""``run``, ``resume`` and ``replay``: experiments from Python, with a run directory on disk.
+
+A run directory holds ``run.json`` (the settings), ``lineage.jsonl`` (every clone, explore and
+training event, appended as it happens), the newest ``checkpoint-NNNNN.pt`` and, once finished,
+``result.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlsched.agent import Agent
+from rlsched.checkpoint import atomic_write_json, load_checkpoint
+from rlsched.job import interval_sizes
+from rlsched.member import Member
+from rlsched.runner import RUN_FORMAT, JobFactory, Runner, RunResult, read_lineage, schedule_from_lineage
+from rlsched.space import Hyperparams, HyperparamSpace
+
+
+def _task(name: str):
+    from rlsched.envs.tasks import get_task  # the edge: built-in tasks by name
+
+    return get_task(name)
+
+
+def run(
+    job_factory: JobFactory | str,
+    agent: Agent,
+    *,
+    space: HyperparamSpace | None = None,
+    population: int = 1,
+    budget_samples: int | None = None,
+    decisions: int | None = None,
+    initial: Hyperparams | None = None,
+    logdir: str | Path | None = None,
+    name: str = "run",
+    seed: int = 0,
+) -> RunResult:
+    """Run ``population`` members of ``job_factory`` for ``decisions`` intervals under ``agent``.
+
+    ``job_factory`` is a callable ``seed -> TrainingJob`` or the name of a built-in task, whose
+    space, initial hyperparameters, budget and decisions then fill in what is not given.
+    With ``logdir``, the run directory is ``logdir/name`` and can be resumed and replayed.
+
+    >>> from rlsched.agents import PBT
+    >>> result = run("synthetic", PBT(), population=4, seed=0)
+    >>> result.best.val_loss < 0.2
+    True
+    """
+    task_name = job_factory if isinstance(job_factory, str) else None
+    if task_name is not None:
+        task = _task(task_name)
+        job_factory = task.build
+        space = space or task.space
+        initial = initial or task.initial
+        budget_samples = budget_samples or task.budget_samples
+        decisions = decisions or task.decisions
+    if space is None or budget_samples is None or decisions is None:
+        raise ValueError("space, budget_samples, decisions: required when job_factory is not a task name")
+    run_dir = None
+    if logdir is not None:
+        run_dir = Path(logdir) / name
+        if (run_dir / "run.json").exists():
+            raise ValueError(f"logdir: {run_dir} already holds a run; resume it or choose another name")
+    runner = Runner(
+        job_factory,
+        agent,
+        space=space,
+        population=population,
+        budget_samples=budget_samples,
+        decisions=decisions,
+        initial=initial or space.default(),
+        seed=seed,
+        run_dir=run_dir,
+    )
+    if run_dir is not None:
+        config = getattr(agent, "config", None)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "lineage.jsonl").unlink(missing_ok=True)
+        atomic_write_json(
+            run_dir / "run.json",
+            {
+                "format": RUN_FORMAT,
+                "task": task_name,
+                "agent": config() if config else None,
+                "space": space.to_dict(),
+                "population": population,
+                "budget_samples": budget_samples,
+                "decisions": decisions,
+                "initial": runner.initial.to_dict(),
+                "seed": seed,
+            },
+        )
+    started = time.perf_counter()
+    state = runner.start()
+    runner.checkpoint(state)
+    return runner.loop(state, started)
+
+
+def _read_run(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise ValueError(f"run_dir: {run_dir} is not an rlsched run directory (no run.json)")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"run_dir: {path} is not valid JSON ({error})") from None
+    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
+        raise ValueError(f"run_dir: {path} is not an rlsched run file (expected format {RUN_FORMAT!r})")
+    return config
+
+
+def _factory(config: dict[str, Any], job_factory: JobFactory | None) -> JobFactory:
+    if job_factory is not None:
+        return job_factory
+    if config.get("task") is None:
+        raise ValueError("job_factory: this run was made with a custom job factory; pass the same one")
+    return _task(config["task"]).build
+
+
+def resume(
+    run_dir: str | Path, job_factory: JobFactory | None = None, agent: Agent | None = None
+) -> RunResult:
+    """Continue a killed run from its newest checkpoint; the result equals an unbroken run's."""
+    run_dir = Path(run_dir)
+    config = _read_run(run_dir)
+    if agent is None:
+        if config.get("agent") is None:
+            raise ValueError("agent: this run's agent cannot be rebuilt from run.json; pass the same agent")
+        from rlsched.agents import build_agent  # the edge: agents by config
+
+        agent = build_agent(config["agent"])
+    space = HyperparamSpace(
+        lr=tuple(config["space"]["lr"]),
+        batch_size=tuple(config["space"]["batch_size"]),
+        scale_rule=config["space"]["scale_rule"],
+    )
+    runner = Runner(
+        _factory(config, job_factory),
+        agent,
+        space=space,
+        population=config["population"],
+        budget_samples=config["budget_samples"],
+        decisions=config["decisions"],
+        initial=Hyperparams(**config["initial"]),
+        seed=config["seed"],
+        run_dir=run_dir,
+    )
+    started = time.perf_counter()
+    checkpoints = sorted(run_dir.glob("checkpoint-*.pt"))
+    if not checkpoints:  # killed before the first checkpoint: start over
+        (run_dir / "lineage.jsonl").unlink(missing_ok=True)
+        state = runner.start()
+        runner.checkpoint(state)
+    else:
+        state = runner.restore(load_checkpoint(checkpoints[-1]))
+    return runner.loop(state, started)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """A fresh member retrained on the best member's reconstructed schedule, beside the run's best."""
+
+    schedule: list[tuple[int, Hyperparams]]
+    metrics: dict[str, float]
+    run_metrics: dict[str, float]
+    job_seed: int
+
+
+def replay(run_dir: str | Path, job_factory: JobFactory | None = None) -> ReplayResult:
+    """Retrain one fresh member, from the best member's original initialisation, on its schedule
+    rebuilt from ``lineage.jsonl`` alone, and report it beside the run's result."""
+    run_dir = Path(run_dir)
+    config = _read_run(run_dir)
+    result_path = run_dir / "result.json"
+    if not result_path.is_file():
+        raise ValueError(f"run_dir: {run_dir} has no result.json; the run has not finished (resume it first)")
+    result = json.loads(result_path.read_text())
+    schedule = schedule_from_lineage(read_lineage(run_dir), result["best_member"])
+    intervals = interval_sizes(config["budget_samples"], config["decisions"])
+    member = Member(_factory(config, job_factory)(result["seed_of_best_origin"]), schedule[0][1])
+    member.start()
+    for (_, hp), samples in zip(schedule, intervals, strict=True):
+        member.advance(hp, samples)
+    return ReplayResult(
+        schedule, dict(member.last.metrics), result["best"]["metrics"], result["seed_of_best_origin"]
+    )
