@@ -206,11 +206,11 @@ class Runner:
         state.decision += 1
 
     def _event(self, state: _State, kind: str, member: int, **fields: Any) -> None:
-        event = {"event": kind, "decision": state.decision, "member": member, **fields}
+        event = {"event": kind, "decision": state.decision, "member": member, **_finite(fields)}
         state.lineage.append(event)
         if self.run_dir is not None:  # written as it happens
             with open(self.run_dir / "lineage.jsonl", "a") as f:
-                f.write(json.dumps(event, allow_nan=True) + "\n")
+                f.write(json.dumps(event, allow_nan=False) + "\n")
 
     # -- persistence ------------------------------------------------------------------------
     def checkpoint(self, state: _State) -> None:
@@ -308,6 +308,17 @@ def _member_json(r: MemberResult) -> dict[str, Any]:
     }
 
 
+def _finite(value: Any) -> Any:
+    """Non-finite floats become None, so lineage is strict JSON and compares equal to itself."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def read_lineage(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "lineage.jsonl"
     if not path.exists():
@@ -322,7 +333,7 @@ def read_lineage(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _rewrite_lineage(run_dir: Path, events: list[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(e, allow_nan=True) + "\n" for e in events)
+    text = "".join(json.dumps(e, allow_nan=False) + "\n" for e in events)
     atomic_write_bytes(run_dir / "lineage.jsonl", lambda f: f.write(text.encode()))
 
 

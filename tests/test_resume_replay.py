@@ -1,0 +1,94 @@
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import rlsched
+from rlsched.agents import PB2, PBT, Fixed
+
+SCRIPT = """
+import sys, rlsched
+from rlsched.agents import {agent}
+rlsched.run("synthetic", {agent}(), population=4, seed=7, logdir=sys.argv[1], name="run",
+            budget_samples=40000, decisions=10)
+"""
+
+
+def reference(agent):
+    return rlsched.run("synthetic", agent, population=4, seed=7, budget_samples=40000, decisions=10)
+
+
+@pytest.mark.parametrize("agent", ["PBT", "PB2"])
+def test_sigkill_then_resume_gives_the_unbroken_result(agent, tmp_path):
+    rng = random.Random()
+    target = rng.randint(1, 8)  # kill after this many checkpoints, plus a random extra delay
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(agent=agent), str(tmp_path)])
+    run_dir = tmp_path / "run"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        done = (
+            [int(p.stem.split("-")[1]) for p in run_dir.glob("checkpoint-*.pt")] if run_dir.exists() else []
+        )
+        if done and max(done) >= target:
+            time.sleep(rng.uniform(0, 0.15))
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "result.json").exists(), "the run finished before it could be killed"
+    resumed = rlsched.resume(run_dir)
+    unbroken = reference(PBT() if agent == "PBT" else PB2())
+    assert resumed.lineage == unbroken.lineage
+    assert repr([m.metrics for m in resumed.members]) == repr(
+        [m.metrics for m in unbroken.members]
+    )  # NaN-safe
+    assert resumed.best.schedule == unbroken.best.schedule
+    lines = (run_dir / "lineage.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == unbroken.lineage
+    assert len(list(run_dir.glob("checkpoint-*.pt"))) == 1  # old ones pruned
+
+
+def test_replay_of_a_clone_free_run_reproduces_it_exactly(tmp_path):
+    result = rlsched.run("synthetic", Fixed("cosine"), seed=2, logdir=tmp_path)
+    replayed = rlsched.replay(tmp_path / "run")
+    assert replayed.schedule == result.best.schedule
+    assert replayed.metrics == replayed.run_metrics == result.best.metrics
+
+
+def test_replay_of_pbt_retrains_the_best_schedule(tmp_path):
+    result = rlsched.run("synthetic", PBT(), population=4, seed=2, logdir=tmp_path)
+    replayed = rlsched.replay(tmp_path / "run")
+    assert replayed.schedule == result.best.schedule
+    assert replayed.run_metrics == result.best.metrics
+    assert replayed.metrics["loss"] < 0.2
+
+
+def test_bad_run_dirs_and_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="not an rlsched run directory"):
+        rlsched.resume(tmp_path)
+    rlsched.run("synthetic", PBT(), population=2, seed=0, logdir=tmp_path, decisions=2, budget_samples=2000)
+    run_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match="already holds a run"):
+        rlsched.run("synthetic", PBT(), population=2, logdir=tmp_path)
+    (ckpt,) = run_dir.glob("checkpoint-*.pt")
+    ckpt.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a readable rlsched checkpoint"):
+        rlsched.resume(run_dir)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    torch.save({"format": "rlsched.checkpoint/1", "x": Payload()}, ckpt)
+    with pytest.raises(ValueError, match="not a readable rlsched checkpoint"):
+        rlsched.resume(run_dir)
+    assert not (tmp_path / "pwned").exists()
+    torch.save({"format": "something-else"}, ckpt)
+    with pytest.raises(ValueError, match="has format 'something-else'"):
+        rlsched.resume(run_dir)
