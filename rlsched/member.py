@@ -6,6 +6,7 @@ so they share one mechanism for advancing, evaluating and recording a job.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from rlsched.job import TrainingJob, TrainStats, is_diverged
@@ -58,7 +59,9 @@ class Member:
         if not self.history:
             raise RuntimeError("Member.advance: call start() first")
         self.hparams = hp
+        started = time.perf_counter()
         stats = self.job.train(hp, samples)
+        self.train_seconds += time.perf_counter() - started
         metrics = dict(self.job.evaluate())
         last = self.history[-1]
         record = Record(last.decision + 1, last.samples + stats.samples, hp, stats, metrics)

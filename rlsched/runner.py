@@ -191,9 +191,7 @@ class Runner:
                 self._event(
                     state, "explore", i, old=member.hparams.to_dict(), new=hp.to_dict(), reason=choice.reason
                 )
-            t0 = time.perf_counter()
             record = member.advance(hp, self.intervals[d])
-            member.train_seconds += time.perf_counter() - t0
             self._event(
                 state,
                 "train",
