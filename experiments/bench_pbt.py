@@ -43,10 +43,15 @@ def main() -> None:
         runs = [rlsched.run("mnist1d-mlp", make(), population=8, seed=s) for s in args.seeds]
         rows[name] = runs
         for s, r in zip(args.seeds, runs):
-            print(f"{name:<22} seed {s}: best val loss {r.best.val_loss:.4f}, test accuracy "
-                  f"{r.best.test_metrics['accuracy']:.3f}, wall {r.wall_seconds:.1f} s, "
-                  f"pure training {r.train_seconds:.1f} s", flush=True)
-    print(f"\nmnist1d-mlp, population 8, 384k examples per member, seeds {args.seeds}, {args.threads} thread(s)")
+            print(
+                f"{name:<22} seed {s}: best val loss {r.best.val_loss:.4f}, test accuracy "
+                f"{r.best.test_metrics['accuracy']:.3f}, wall {r.wall_seconds:.1f} s, "
+                f"pure training {r.train_seconds:.1f} s",
+                flush=True,
+            )
+    print(
+        f"\nmnist1d-mlp, population 8, 384k examples per member, seeds {args.seeds}, {args.threads} thread(s)"
+    )
     print("| method | best val loss | test accuracy | wall s | wall / pure training |")
     print("|---|---|---|---|---|")
     for name, runs in rows.items():
@@ -54,8 +59,10 @@ def main() -> None:
         acc = [r.best.test_metrics["accuracy"] for r in runs]
         wall = [r.wall_seconds for r in runs]
         ratio = [r.wall_seconds / r.train_seconds for r in runs]
-        print(f"| {name} | {statistics.mean(losses):.3f} +- {statistics.pstdev(losses):.3f} | "
-              f"{statistics.mean(acc):.3f} | {statistics.mean(wall):.1f} | {statistics.mean(ratio):.2f} |")
+        print(
+            f"| {name} | {statistics.mean(losses):.3f} +- {statistics.pstdev(losses):.3f} | "
+            f"{statistics.mean(acc):.3f} | {statistics.mean(wall):.1f} | {statistics.mean(ratio):.2f} |"
+        )
 
 
 if __name__ == "__main__":
