@@ -14,8 +14,6 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-KINDS = ("constant", "cosine", "step", "onecycle", "wsd")
-
 
 def cosine(p: float, warmup: float = 0.0, final: float = 0.0) -> float:
     """Linear warmup over ``warmup`` of training, then cosine from 1 down to ``final``."""
@@ -47,13 +45,18 @@ def wsd(p: float, warmup: float = 0.1, decay: float = 0.2, final: float = 0.0) -
 
 
 _FUNCTIONS = {"constant": lambda p: 1.0, "cosine": cosine, "step": step, "onecycle": onecycle, "wsd": wsd}
+KINDS = tuple(_FUNCTIONS)
+
+
+def check_kind(kind: str) -> str:
+    if kind not in _FUNCTIONS:
+        raise ValueError(f"schedule: expected one of {', '.join(KINDS)}, got {kind!r}")
+    return kind
 
 
 def factor(kind: str, p: float, **params: Any) -> float:
     """The LR multiplier of schedule ``kind`` at progress ``p``."""
-    if kind not in _FUNCTIONS:
-        raise ValueError(f"schedule: expected one of {', '.join(KINDS)}, got {kind!r}")
-    return _FUNCTIONS[kind](p, **params)
+    return _FUNCTIONS[check_kind(kind)](p, **params)
 
 
 def midpoint(decision: int, decisions: int) -> float:
@@ -73,8 +76,7 @@ class Schedule:
     final: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"schedule: expected one of {', '.join(KINDS)}, got {self.kind!r}")
+        check_kind(self.kind)
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup: expected a fraction in [0, 1), got {self.warmup!r}")
         if not 0 <= self.final <= 1:
