@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,21 +29,127 @@ METHODS = {
 }
 
 
+@dataclass
+class RayResult:
+    """The fields of rlsched.RunResult that the table reads, for a Ray Tune run."""
+
+    best: Any
+    wall_seconds: float
+    train_seconds: float
+
+
+def ray_pbt(seed: int, threads: int, budget_samples: int) -> RayResult:
+    """Ray Tune's PopulationBasedTraining on the same job: same space, mutations, interval, budget.
+
+    Each trial trains the rlsched job through ``train``/``evaluate`` (so the training code is the
+    same), reports once per decision interval with a checkpoint, and Ray Tune copies and explores.
+    Two trials run at a time (one per core); ``train_seconds`` sums the time inside ``train``.
+    """
+    import os
+    import random
+    import tempfile
+    import time
+
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    from rlsched import Hyperparams
+    from rlsched.envs.tasks import get_task
+    from rlsched.job import interval_sizes
+
+    task = get_task("mnist1d-mlp")
+    intervals = interval_sizes(budget_samples, task.decisions)
+
+    def trainable(config: dict) -> None:
+        torch.set_num_threads(threads)
+        job = task.build(int(config["seed"]))
+        done = 0
+        checkpoint = tune.get_checkpoint()
+        if checkpoint:
+            with checkpoint.as_directory() as directory:
+                state = torch.load(os.path.join(directory, "state.pt"), weights_only=True)
+            job.load_state_dict(state["job"])
+            done = int(state["done"])
+        while done < len(intervals):
+            started = time.perf_counter()
+            job.train(Hyperparams(config["lr"], config["batch_size"]), intervals[done])
+            spent = time.perf_counter() - started
+            done += 1
+            metrics = {
+                "val_loss": job.evaluate()["loss"],
+                "decisions_done": done,
+                "interval_train_seconds": spent,
+            }
+            if done == len(intervals):
+                metrics["test_accuracy"] = job.evaluate("test")["accuracy"]
+            with tempfile.TemporaryDirectory() as directory:
+                torch.save(
+                    {"job": job.state_dict(), "done": done},
+                    os.path.join(directory, "state.pt"),
+                )
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    random.seed(seed)
+    np.random.seed(seed)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    space = task.space
+    scheduler = PopulationBasedTraining(
+        time_attr="training_iteration",
+        metric="val_loss",
+        mode="min",
+        perturbation_interval=1,
+        quantile_fraction=0.25,
+        resample_probability=0.25,
+        perturbation_factors=(1.25, 0.8),
+        hyperparam_mutations={"lr": tune.loguniform(*space.lr), "batch_size": list(space.batch_size)},
+    )
+    param_space = {
+        "lr": tune.loguniform(*space.lr),
+        "batch_size": tune.choice(list(space.batch_size)),
+        "seed": tune.randint(0, 2**31 - 1),
+    }
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as storage:
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": 1}),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=8, reuse_actors=False),
+            run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        )
+        grid = tuner.fit()
+        wall = time.perf_counter() - started
+        finals = [r.metrics for r in grid if r.metrics and r.metrics.get("decisions_done") == len(intervals)]
+        train_seconds = sum(float(r.metrics_dataframe["interval_train_seconds"].sum()) for r in grid)
+    ray.shutdown()
+    best = min(finals, key=lambda m: m["val_loss"] if np.isfinite(m["val_loss"]) else np.inf)
+    best_view = SimpleNamespace(val_loss=best["val_loss"], test_metrics={"accuracy": best["test_accuracy"]})
+    return RayResult(best_view, wall, train_seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--budget-samples", type=int, default=384_000, help="examples per member")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
         import ray.tune  # noqa: F401
 
-        print("Ray Tune is installed, but this script does not drive it yet; see the README.")
+        methods = {**METHODS, "Ray Tune PBT": None}
     except ImportError:
         print("Ray Tune is not installed: reporting rlsched only (pip install 'ray[tune]' to compare).")
+        methods = METHODS
     rows = {}
-    for name, make in METHODS.items():
-        runs = [rlsched.run("mnist1d-mlp", make(), population=8, seed=s) for s in args.seeds]
+    for name, make in methods.items():
+        if make is None:
+            runs = [ray_pbt(s, args.threads, args.budget_samples) for s in args.seeds]
+        else:
+            runs = [
+                rlsched.run("mnist1d-mlp", make(), population=8, seed=s, budget_samples=args.budget_samples)
+                for s in args.seeds
+            ]
         rows[name] = runs
         for s, r in zip(args.seeds, runs):
             print(
@@ -50,7 +159,8 @@ def main() -> None:
                 flush=True,
             )
     print(
-        f"\nmnist1d-mlp, population 8, 384k examples per member, seeds {args.seeds}, {args.threads} thread(s)"
+        f"\nmnist1d-mlp, population 8, {args.budget_samples} examples per member, "
+        f"seeds {args.seeds}, {args.threads} thread(s)"
     )
     print("| method | best val loss | test accuracy | wall s | wall / pure training |")
     print("|---|---|---|---|---|")

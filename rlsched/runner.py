@@ -29,6 +29,7 @@ from rlsched.checkpoint import atomic_write_bytes, atomic_write_json, save_check
 from rlsched.job import TrainingJob, TrainStats, interval_sizes
 from rlsched.member import Member, Record
 from rlsched.space import Hyperparams, HyperparamSpace
+from rlsched.tblog import TensorBoardLogger
 
 RUN_FORMAT = "rlsched.run/1"
 JobFactory = Callable[[int], TrainingJob]
@@ -121,6 +122,7 @@ class Runner:
         self.intervals = interval_sizes(budget_samples, decisions)
         self.initial = space.check(initial, "initial")
         self.seed, self.run_dir = int(seed), run_dir
+        self.board: TensorBoardLogger | None = None
 
     # -- the loop ---------------------------------------------------------------------------
     def start(self) -> _State:
@@ -134,8 +136,12 @@ class Runner:
         for m in members:
             m.start()
         state = _State(0, members, seeds, list(range(self.population)), rng)
+        if self.run_dir is not None:
+            self.board = TensorBoardLogger(self.run_dir, self.population)
         for m in members:
             self._event(state, "start", m.member_id, hparams=m.hparams.to_dict(), val_loss=m.last.val_loss)
+            if self.board:
+                self.board.start(m.member_id, m.last)
         return state
 
     def view(self, state: _State) -> PopulationView:
@@ -170,8 +176,10 @@ class Runner:
         snapshots = {j: (state.members[j].job.state_dict(), list(state.members[j].history)) for j in donors}
         for i, (member, choice) in enumerate(zip(state.members, decisions)):
             hp = self.space.check(choice.hparams, f"decision for member {i}")
+            text = ""
             if choice.clone_from is not None and choice.clone_from != i:
                 j = choice.clone_from
+                own_score = score(member.last)
                 job_state, history = snapshots[j]
                 member.job.load_state_dict(job_state)
                 member.history = list(history)
@@ -183,14 +191,22 @@ class Runner:
                     donor=j,
                     old=member.hparams.to_dict(),
                     new=hp.to_dict(),
-                    score=score(member.last),
-                    donor_score=score(state.members[j].last),
+                    score=own_score,
+                    donor_score=score(history[-1]),
                     reason=choice.reason,
                 )
+                text = f"decision {d}: copied member {j}. {choice.reason}"
             elif hp != member.hparams:
                 self._event(
-                    state, "explore", i, old=member.hparams.to_dict(), new=hp.to_dict(), reason=choice.reason
+                    state,
+                    "explore",
+                    i,
+                    old=member.hparams.to_dict(),
+                    new=hp.to_dict(),
+                    score=score(member.last),
+                    reason=choice.reason,
                 )
+                text = f"decision {d}: {choice.reason or 'hyperparameters changed'}"
             record = member.advance(hp, self.intervals[d])
             self._event(
                 state,
@@ -201,6 +217,9 @@ class Runner:
                 val_loss=record.val_loss,
                 diverged=record.diverged,
             )
+            if self.board:
+                clone_from = choice.clone_from if choice.clone_from != i else None
+                self.board.interval(i, record.samples - self.intervals[d], record, clone_from, text)
         state.decision += 1
 
     def _event(self, state: _State, kind: str, member: int, **fields: Any) -> None:
@@ -255,6 +274,9 @@ class Runner:
         lineage = read_lineage(self.run_dir)[: ckpt["lineage_events"]] if self.run_dir else []
         if self.run_dir is not None:  # drop events written after the checkpoint, before the kill
             _rewrite_lineage(self.run_dir, lineage)
+            self.board = TensorBoardLogger(
+                self.run_dir, self.population, purge_after=max(m.last.samples for m in members)
+            )
         return _State(ckpt["decision"], members, list(ckpt["seeds"]), list(ckpt["origins"]), rng, lineage)
 
     def loop(self, state: _State, started: float) -> RunResult:
@@ -273,6 +295,8 @@ class Runner:
                 )
             )
         best = max(results, key=lambda r: (-math.inf if r.diverged else -r.val_loss, -r.member_id))
+        if self.board is not None:
+            self._finish_board(state, results, best)
         if self.run_dir is not None:
             atomic_write_json(
                 self.run_dir / "result.json",
@@ -293,6 +317,38 @@ class Runner:
             sum(m.train_seconds for m in state.members),
             self.run_dir,
         )
+
+    def _finish_board(self, state: _State, results: list[MemberResult], best: MemberResult) -> None:
+        assert self.board is not None
+        member = state.members[best.member_id]
+        schedule = [
+            (r.samples - r.stats.samples, r.hparams, r.samples) for r in member.history[1:] if r.stats
+        ]
+        summary = (
+            f"best member {best.member_id} (weights descend from member {state.origins[best.member_id]}), "
+            f"final val loss {best.val_loss:.4g}; schedule: "
+            + ", ".join(f"{s}: lr {hp.lr:.3g}, batch {hp.batch_size}" for s, hp, _ in schedule)
+        )
+        self.board.finish(
+            [
+                {
+                    "member": r.member_id,
+                    "samples": state.members[r.member_id].last.samples,
+                    "test_metrics": r.test_metrics,
+                    "schedule": r.schedule,
+                    "hparams": r.hparams,
+                }
+                for r in results
+            ],
+            {
+                "schedule": schedule,
+                "val_loss": [(r.samples, r.val_loss) for r in member.history],
+                "summary": summary,
+            },
+            state.lineage,
+            list(best.metrics),
+        )
+        self.board.close()
 
 
 def _member_json(r: MemberResult) -> dict[str, Any]:
