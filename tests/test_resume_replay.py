@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import rlsched
 from rlsched.agents import PB2, PBT, Fixed
@@ -20,8 +21,23 @@ rlsched.run("synthetic", {agent}(), population=4, seed=7, logdir=sys.argv[1], na
 """
 
 
-def reference(agent):
-    return rlsched.run("synthetic", agent, population=4, seed=7, budget_samples=40000, decisions=10)
+def reference(agent, logdir):
+    return rlsched.run(
+        "synthetic",
+        agent,
+        population=4,
+        seed=7,
+        budget_samples=40000,
+        decisions=10,
+        logdir=logdir,
+        name="run",
+    )
+
+
+def board(run_dir, member, tag):
+    ea = EventAccumulator(str(run_dir / f"member-{member:02d}"))
+    ea.Reload()
+    return [(e.step, e.value) for e in ea.Scalars(tag)]
 
 
 @pytest.mark.parametrize("agent", ["PBT", "PB2"])
@@ -43,7 +59,7 @@ def test_sigkill_then_resume_gives_the_unbroken_result(agent, tmp_path):
     proc.wait()
     assert not (run_dir / "result.json").exists(), "the run finished before it could be killed"
     resumed = rlsched.resume(run_dir)
-    unbroken = reference(PBT() if agent == "PBT" else PB2())
+    unbroken = reference(PBT() if agent == "PBT" else PB2(), tmp_path / "unbroken")
     assert resumed.lineage == unbroken.lineage
     assert repr([m.metrics for m in resumed.members]) == repr(
         [m.metrics for m in unbroken.members]
@@ -52,6 +68,11 @@ def test_sigkill_then_resume_gives_the_unbroken_result(agent, tmp_path):
     lines = (run_dir / "lineage.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == unbroken.lineage
     assert len(list(run_dir.glob("checkpoint-*.pt"))) == 1  # old ones pruned
+    for member in range(4):  # TensorBoard: what was written after the checkpoint is purged, once
+        for tag in ("sched/lr", "val/loss", "pbt/clone_from"):
+            assert repr(board(run_dir, member, tag)) == repr(
+                board(tmp_path / "unbroken" / "run", member, tag)
+            )
 
 
 def test_replay_of_a_clone_free_run_reproduces_it_exactly(tmp_path):

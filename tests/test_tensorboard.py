@@ -1,0 +1,137 @@
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import rlsched
+from rlsched.agents import PBT
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("tb")
+    result = rlsched.run(
+        "synthetic", PBT(), population=4, seed=0, logdir=logdir, name="pbt", decisions=6, budget_samples=12000
+    )
+    return logdir, result
+
+
+def scalars(path, tag):
+    ea = EventAccumulator(str(path))
+    ea.Reload()
+    return [(e.step, e.value) for e in ea.Scalars(tag)]
+
+
+def test_logged_values_equal_what_was_applied(finished):
+    logdir, result = finished
+    run_dir = logdir / "pbt"
+    trains = [e for e in result.lineage if e["event"] == "train"]
+    clones = {(e["decision"], e["member"]): e["donor"] for e in result.lineage if e["event"] == "clone"}
+    assert clones, "the run should have copied members"
+    for m in range(4):
+        path = run_dir / f"member-{m:02d}"
+        lr = dict(scalars(path, "sched/lr"))
+        batch = dict(scalars(path, "sched/batch_size"))
+        val = dict(scalars(path, "val/loss"))
+        clone = dict(scalars(path, "pbt/clone_from"))
+        for e in (e for e in trains if e["member"] == m):
+            start = e["samples"] - 2000
+            for step in (start + 1, e["samples"]):
+                assert lr[step] == pytest.approx(e["hparams"]["lr"], rel=1e-6)
+                assert batch[step] == e["hparams"]["batch_size"]
+            assert val[e["samples"]] == pytest.approx(e["val_loss"], rel=1e-6)
+            assert clone[start + 1] == clones.get((e["decision"], m), -1)
+        steps = [s for s, _ in scalars(path, "sched/lr")]
+        assert steps == sorted(steps)  # no curve goes back in time
+
+
+def test_clone_text_best_run_layout_hparams_and_figure(finished):
+    logdir, result = finished
+    run_dir = logdir / "pbt"
+    donor_of = next(e for e in result.lineage if e["event"] == "clone")
+    ea = EventAccumulator(str(run_dir / f"member-{donor_of['member']:02d}"))
+    ea.Reload()
+    texts = [t.tensor_proto.string_val[0].decode() for t in ea.Tensors("events/pbt/text_summary")]
+    assert any(f"copied member {donor_of['donor']}" in t for t in texts)
+    assert "_hparams_/session_start_info" in ea.Tags()["tensors"]
+    best = dict(scalars(run_dir / "best", "sched/lr"))
+    for start, hp in result.best.schedule:
+        assert best[start + 1] == pytest.approx(hp.lr, rel=1e-6)
+    root = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    root.Reload()
+    assert root.Tags()["images"] == ["schedules"]
+    assert (run_dir / "schedules.png").stat().st_size > 10_000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_tensorboard_server_serves_the_run(finished):
+    logdir, result = finished
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(logdir),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--load_fast=false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path, body=None):
+        request = urllib.request.Request(
+            base + path,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    try:
+        deadline = time.time() + 60
+        runs = []
+        while time.time() < deadline and "pbt/best" not in runs:
+            try:
+                runs = get("/data/runs")
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert {f"pbt/member-{m:02d}" for m in range(4)} | {"pbt/best"} <= set(runs)
+        lr = get("/data/plugin/scalars/scalars?run=pbt/member-00&tag=sched/lr")
+        first = next(e for e in result.lineage if e["event"] == "train" and e["member"] == 0)
+        assert lr[1][1:] == [1, pytest.approx(first["hparams"]["lr"], rel=1e-6)]  # [wall time, step, value]
+        groups = get(
+            "/data/plugin/hparams/session_groups",
+            {
+                "experimentName": "",
+                "startIndex": 0,
+                "sliceSize": 100,
+                "colParams": [],
+                "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+            },
+        )
+        sessions = {s["name"] for g in groups["sessionGroups"] for s in g["sessions"]}
+        assert sessions == {f"pbt/member-{m:02d}" for m in range(4)}
+        layout = get("/data/plugin/custom_scalars/layout")
+        assert [c["title"] for c in layout["category"]] == ["rlsched"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert server.returncode is not None
