@@ -20,7 +20,9 @@ def build_agent(config: dict[str, Any]):
     kind = config.pop("type", None)
     if kind not in AGENTS:
         raise ValueError(f"agent.type: expected one of {', '.join(AGENTS)}, got {kind!r}")
-    if "schedule" in config:
+    if isinstance(config.get("schedule"), str):
+        config["schedule"] = Schedule(config["schedule"])
+    elif isinstance(config.get("schedule"), dict):
         config["schedule"] = Schedule(**config["schedule"])
     if "perturbation_factors" in config:
         config["perturbation_factors"] = tuple(config["perturbation_factors"])

@@ -1,85 +1,169 @@
 """The ``rlsched`` command line.
 
-``rlsched run`` trains a built-in task in its TrainingEnv twice, at a constant learning rate and
-with a fixed step-decay schedule, and prints both runs decision by decision.
-``rlsched tasks`` lists the built-in tasks and their Gymnasium ids.
+    rlsched run [CONFIG.toml] [--set key=value ...] [--quiet]   the default experiment without a config
+    rlsched compare CONFIG.toml [--set key=value ...] [--quiet]
+    rlsched replay RUN_DIR
+    rlsched resume RUN_DIR [--quiet]
+    rlsched tasks
+
+Bad input (flags, config keys and values, files, run directories) is one line on stderr naming
+the field, the value and what is allowed, exit code 2, and nothing created or changed on disk.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
+from pathlib import Path
+
+from rlsched.progress import progress_bar
 
 EXIT_USAGE = 2
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+class UsageError(Exception):
+    """Bad input found by argparse: reported as one line, exit code 2."""
 
 
-def step_decay_action(decision: int, decisions: int) -> list[int]:
-    """Halve the LR at every other decision once 40 % of the decisions have passed, else keep."""
-    start = round(0.4 * decisions)
-    halve = decision >= start and (decision - start) % 2 == 0
-    return [0 if halve else 2, 1]
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, never the multi-line usage dump
+        raise UsageError(f"{self.prog}: {message}")
 
 
-def _episode(task, schedule: str, seed: int, budget: int, decisions: int, quiet: bool) -> dict:
-    env = task.make_env(budget_samples=budget, decisions=decisions)
-    _, info = env.reset(seed=seed)
-    start, total, done, decision = time.perf_counter(), 0.0, False, 0
-    if not quiet:
-        print(f"\n{schedule}: decision  samples        lr  batch_size  train_loss  val_loss")
-    while not done:
-        action = [2, 1] if schedule == "constant" else step_decay_action(decision, decisions)
-        _, reward, done, _, info = env.step(action)
-        total += reward
-        decision += 1
-        if not quiet:
-            print(
-                f"{'':{len(schedule) + 1}} {decision:8d} {info['samples']:8d} {info['lr']:9.4g} "
-                f"{info['batch_size']:11d} {info.get('train_loss', float('nan')):11.4f} "
-                f"{info['val_loss']:9.4f}"
-            )
-    return {
-        "schedule": schedule,
-        "val_loss": info["val_loss"],
-        "return": total,
-        "accuracy": info.get("val_accuracy"),
-        "diverged": info["diverged"],
-        "seconds": time.perf_counter() - start,
-    }
+def _summary(result, space_note: str = "") -> str:
+    rows = sorted(result.members, key=lambda m: (m.diverged, m.val_loss))
+    extra = [k for k in rows[0].metrics if k != "loss"]
+    header = f"{'rank':>4} {'member':>6} {'val loss':>9} " + " ".join(f"{'val ' + k:>12}" for k in extra)
+    header += f" {'test ' + extra[0]:>13}" if extra and rows[0].test_metrics else ""
+    header += f" {'lr start -> end':>21} {'batch size':>12}"
+    lines = [header]
+    for rank, m in enumerate(rows, 1):
+        first, last = m.schedule[0][1], m.hparams
+        line = f"{rank:>4} {m.member_id:>6} {m.val_loss:>9.4f} " + " ".join(
+            f"{m.metrics[k]:>12.4f}" for k in extra
+        )
+        if extra and m.test_metrics:
+            line += f" {m.test_metrics[extra[0]]:>13.4f}"
+        line += f" {first.lr:>9.3g} -> {last.lr:<9.3g} {first.batch_size:>4} -> {last.batch_size:<4}"
+        lines.append(line + ("  diverged" if m.diverged else ""))
+    return "\n".join(lines)
+
+
+def _report(result, logdir: Path) -> None:
+    print(_summary(result))
+    best = result.best
+    print(
+        f"\nbest: member {best.member_id}, val loss {best.val_loss:.4f}; schedule (examples: lr, batch size):"
+    )
+    print("  " + ", ".join(f"{s}: {hp.lr:.3g}, {hp.batch_size}" for s, hp in best.schedule))
+    print(
+        f"wall {result.wall_seconds:.1f} s, of which training {result.train_seconds:.1f} s; "
+        f"{result.total_samples} examples in all"
+    )
+    print(f"logs: {result.logdir}")
+    print(f"view: tensorboard --logdir {logdir}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rlsched.envs.tasks import get_task
+    import rlsched
+    from rlsched.config import apply_sets, build_agent_checked, read_toml, run_config
 
-    task = get_task(args.task)
-    budget = args.budget_samples or task.budget_samples
-    decisions = args.decisions or task.decisions
-    task.make_env(budget_samples=budget, decisions=decisions)  # validates before any training
-    print(
-        f"task {task.name}: {task.description}; {budget} examples, {decisions} decisions, "
-        f"start at lr={task.initial.lr:g}, batch_size={task.initial.batch_size}"
-    )
-    results = [
-        _episode(task, s, args.seed, budget, decisions, args.quiet) for s in ("constant", "step-decay")
-    ]
-    print("\nschedule     final val loss  val accuracy  return log(L0/LT)  wall s")
-    for r in results:
-        accuracy = f"{r['accuracy']:12.3f}" if r["accuracy"] is not None else f"{'-':>12}"
-        print(
-            f"{r['schedule']:<12} {r['val_loss']:14.4f} {accuracy} {r['return']:18.3f} {r['seconds']:7.1f}"
-            + ("  (diverged)" if r["diverged"] else "")
+    data = read_toml(args.config) if args.config else {}
+    data = apply_sets(data, args.set or [])
+    resolved = run_config(data)
+    config = resolved.config
+    name = config.name
+    if "name" not in data:  # the default name steps aside for earlier runs instead of failing
+        k = 2
+        while (Path(config.logdir) / name / "run.json").exists():
+            name, k = f"{config.name}-{k}", k + 1
+    elif (Path(config.logdir) / name / "run.json").exists():
+        raise ValueError(
+            f"name: {Path(config.logdir) / name} already holds a run; resume it or choose another name"
         )
+    agent = build_agent_checked(config.agent, "agent", config.population)
+    print(
+        f"rlsched: {config.agent['type']} on {config.task}, population {config.population}, "
+        f"{resolved.budget_samples} examples per member, {resolved.decisions} decisions, seed {config.seed}"
+    )
+    update, bar = progress_bar(args.quiet, name)
+    try:
+        result = rlsched.run(
+            config.task,
+            agent,
+            space=resolved.space,
+            population=config.population,
+            budget_samples=resolved.budget_samples,
+            decisions=resolved.decisions,
+            initial=resolved.initial,
+            logdir=config.logdir,
+            name=name,
+            seed=config.seed,
+            progress=update,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    _report(result, Path(config.logdir))
+    return 0
+
+
+def _run_dir(text: str) -> Path:
+    path = Path(text)
+    if not (path / "run.json").is_file():
+        raise ValueError(
+            f"RUN_DIR: {text!r} is not an rlsched run directory (no run.json); "
+            "pass a directory made by `rlsched run`"
+        )
+    return path
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    import rlsched
+
+    run_dir = _run_dir(args.run_dir)
+    checkpoints = sorted(run_dir.glob("checkpoint-*.pt"))
+    if checkpoints:
+        from rlsched.checkpoint import load_checkpoint
+
+        load_checkpoint(checkpoints[-1])  # a bad checkpoint fails here, before anything changes
+    update, bar = progress_bar(args.quiet, run_dir.name)
+    try:
+        result = rlsched.resume(run_dir, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    _report(result, run_dir.parent)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import rlsched
+
+    run_dir = _run_dir(args.run_dir)
+    replayed = rlsched.replay(run_dir)
+    print("best member's schedule, rebuilt from lineage.jsonl (examples: lr, batch size):")
+    print("  " + ", ".join(f"{s}: {hp.lr:.3g}, {hp.batch_size}" for s, hp in replayed.schedule))
+    print(f"{'':14} {'val loss':>9}")
+    print(f"{'run (best)':14} {replayed.run_metrics['loss']:>9.4f}")
+    print(f"{'replay':14} {replayed.metrics['loss']:>9.4f}   (one fresh member, seed {replayed.job_seed})")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rlsched.compare import compare
+    from rlsched.config import apply_sets, compare_config, read_toml
+
+    data = apply_sets(read_toml(args.config), args.set or [])
+    config, space, initial, budget, decisions = compare_config(data)
+    root = Path(config.logdir) / config.name
+    if (root / "results.json").exists() or any(root.glob("*/seed-*/run.json")):
+        raise ValueError(f"name: {root} already holds a comparison; choose another name")
+    table = compare(config, space, initial, budget, decisions, quiet=args.quiet)
+    print(table)
+    print(f"\nresults: {root / 'results.json'}, {root / 'results.csv'}, {root / 'comparison.png'}")
+    print(f"view: tensorboard --logdir {root}")
     return 0
 
 
@@ -87,32 +171,47 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     from rlsched.envs.tasks import TASKS
 
     for task in TASKS.values():
-        print(f"{task.name:<12} {task.env_id:<26} {task.description}")
+        print(
+            f"{task.name:<12} {task.env_id:<26} {task.budget_samples:>7} examples, "
+            f"{task.decisions:>2} decisions  {task.description}"
+        )
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlsched", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="train a built-in task with a constant and a step-decay schedule")
-    run.add_argument("--task", default="mnist1d-mlp", help="built-in task name (see `rlsched tasks`)")
-    run.add_argument("--seed", type=int, default=0, help="episode seed")
-    run.add_argument("--budget-samples", type=_positive_int, help="training examples per run")
-    run.add_argument("--decisions", type=_positive_int, help="decision intervals per run")
-    run.add_argument("--quiet", action="store_true", help="print only the final table")
+def build_parser() -> Parser:
+    parser = Parser(prog="rlsched", description="Adapt learning rate and batch size while training.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    run = sub.add_parser("run", help="run an experiment (the default one without CONFIG)")
+    run.add_argument("config", nargs="?", help="TOML config (see experiments/*.toml)")
+    run.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. population=4"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
+    compare = sub.add_parser("compare", help="several agents at equal compute, ranked")
+    compare.add_argument("config", help="TOML compare config (see experiments/compare*.toml)")
+    compare.add_argument("--set", action="append", metavar="KEY=VALUE")
+    compare.add_argument("--quiet", action="store_true")
+    compare.set_defaults(handler=cmd_compare)
+    replay = sub.add_parser("replay", help="retrain a fresh member on a finished run's best schedule")
+    replay.add_argument("run_dir")
+    replay.set_defaults(handler=cmd_replay)
+    resume = sub.add_parser("resume", help="continue a killed run from its last checkpoint")
+    resume.add_argument("run_dir")
+    resume.add_argument("--quiet", action="store_true")
+    resume.set_defaults(handler=cmd_resume)
     tasks = sub.add_parser("tasks", help="list the built-in tasks and their Gymnasium ids")
     tasks.set_defaults(handler=cmd_tasks)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.handler(args)
-    except ValueError as error:  # bad input found past argparse: one line, exit code 2
-        print(f"rlsched: error: {error}", file=sys.stderr)
+    except (UsageError, ValueError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(message if message.startswith("rlsched") else f"rlsched: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -8,7 +8,9 @@ training event, appended as it happens), the newest ``checkpoint-NNNNN.pt`` and,
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ def run(
     logdir: str | Path | None = None,
     name: str = "run",
     seed: int = 0,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> RunResult:
     """Run ``population`` members of ``job_factory`` for ``decisions`` intervals under ``agent``.
 
@@ -76,7 +79,9 @@ def run(
         initial=initial or space.default(),
         seed=seed,
         run_dir=run_dir,
+        progress=progress,
     )
+    created = run_dir is not None and not run_dir.exists()
     if run_dir is not None:
         config = getattr(agent, "config", None)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +101,12 @@ def run(
             },
         )
     started = time.perf_counter()
-    state = runner.start()
+    try:
+        state = runner.start()
+    except ValueError:  # bad input found by the agent (e.g. grid size): leave nothing behind
+        if run_dir is not None and created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     runner.checkpoint(state)
     return runner.loop(state, started)
 
@@ -123,7 +133,10 @@ def _factory(config: dict[str, Any], job_factory: JobFactory | None) -> JobFacto
 
 
 def resume(
-    run_dir: str | Path, job_factory: JobFactory | None = None, agent: Agent | None = None
+    run_dir: str | Path,
+    job_factory: JobFactory | None = None,
+    agent: Agent | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> RunResult:
     """Continue a killed run from its newest checkpoint; the result equals an unbroken run's."""
     run_dir = Path(run_dir)
@@ -149,6 +162,7 @@ def resume(
         initial=Hyperparams(**config["initial"]),
         seed=config["seed"],
         run_dir=run_dir,
+        progress=progress,
     )
     started = time.perf_counter()
     checkpoints = sorted(run_dir.glob("checkpoint-*.pt"))

@@ -114,6 +114,7 @@ class Runner:
         initial: Hyperparams,
         seed: int,
         run_dir: Path | None,
+        progress: Callable[[int, int, float], None] | None = None,
     ) -> None:
         if isinstance(population, bool) or not isinstance(population, int) or population < 1:
             raise ValueError(f"population: expected an integer >= 1, got {population!r}")
@@ -123,6 +124,7 @@ class Runner:
         self.initial = space.check(initial, "initial")
         self.seed, self.run_dir = int(seed), run_dir
         self.board: TensorBoardLogger | None = None
+        self.progress = progress  # called as progress(member-intervals done, total, best val loss)
 
     # -- the loop ---------------------------------------------------------------------------
     def start(self) -> _State:
@@ -220,6 +222,9 @@ class Runner:
             if self.board:
                 clone_from = choice.clone_from if choice.clone_from != i else None
                 self.board.interval(i, record.samples - self.intervals[d], record, clone_from, text)
+            if self.progress:
+                best = min((m.last.val_loss for m in state.members if not m.diverged), default=math.nan)
+                self.progress(d * self.population + i + 1, self.decisions * self.population, best)
         state.decision += 1
 
     def _event(self, state: _State, kind: str, member: int, **fields: Any) -> None:

@@ -1,0 +1,178 @@
+"""``rlsched compare``: several agents on one task at equal examples per member, over seeds.
+
+Each agent and seed is a full run under ``<logdir>/<name>/<label>/seed-<k>/`` (its own members in
+TensorBoard); ``<logdir>/<name>/<label>/`` also holds a TensorBoard run with the agent's best val
+loss per seed, and ``<logdir>/<name>/`` the ranked table as text, ``results.json``,
+``results.csv`` and ``comparison.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+from rlsched.checkpoint import atomic_write_bytes, atomic_write_json
+from rlsched.config import CompareConfig, build_agent_checked
+from rlsched.space import Hyperparams, HyperparamSpace
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "agent"
+
+
+def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows ranked by mean best val loss (NaN, i.e. every seed diverged, last)."""
+    return sorted(rows, key=lambda r: (math.isnan(r["val_loss_mean"]), r["val_loss_mean"]))
+
+
+def format_table(rows: list[dict[str, Any]], test_metric: str | None) -> str:
+    head = f"{'rank':>4}  {'agent':<24} {'best val loss':>18} "
+    head += f"{'test ' + test_metric:>14} " if test_metric else ""
+    head += f"{'examples':>10} {'wall s':>8}"
+    lines = [head]
+    for rank, r in enumerate(rows, 1):
+        line = f"{rank:>4}  {r['agent']:<24} {r['val_loss_mean']:>9.4f} +- {r['val_loss_std']:<6.4f} "
+        line += f"{r['test_mean']:>14.4f} " if test_metric else ""
+        line += f"{r['total_samples']:>10} {r['wall_mean']:>8.1f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def compare(
+    config: CompareConfig,
+    space: HyperparamSpace,
+    initial: Hyperparams,
+    budget: int,
+    decisions: int,
+    *,
+    quiet: bool = False,
+) -> str:
+    import rlsched
+    from rlsched.progress import progress_bar
+
+    root = Path(config.logdir) / config.name
+    rows, test_metric = [], None
+    for label, table in config.agents.items():
+        population = table.get("population", config.population)
+        params = {k: v for k, v in table.items() if k != "population"}
+        results = []
+        for seed in config.seeds:
+            agent = build_agent_checked(params, f"agents.{label}", population)
+            update, bar = progress_bar(quiet, f"{label} seed {seed}")
+            try:
+                results.append(
+                    rlsched.run(
+                        config.task,
+                        agent,
+                        space=space,
+                        population=population,
+                        budget_samples=budget,
+                        decisions=decisions,
+                        initial=initial,
+                        logdir=root / slug(label),
+                        name=f"seed-{seed}",
+                        seed=seed,
+                        progress=update,
+                    )
+                )
+            finally:
+                if bar is not None:
+                    bar.close()
+        losses = [r.best.val_loss for r in results]
+        finite = [v for v in losses if math.isfinite(v)]
+        tests = [r.best.test_metrics for r in results if r.best.test_metrics]
+        if tests and test_metric is None:
+            test_metric = next((k for k in tests[0] if k != "loss"), "loss")
+        rows.append(
+            {
+                "agent": label,
+                "type": params["type"],
+                "population": population,
+                "total_samples": results[0].total_samples,
+                "seeds": list(config.seeds),
+                "val_loss": losses,
+                "val_loss_mean": statistics.mean(finite) if finite else math.nan,
+                "val_loss_std": statistics.pstdev(finite) if finite else math.nan,
+                "test": [t.get(test_metric, math.nan) for t in tests] if test_metric else [],
+                "test_mean": statistics.mean(t.get(test_metric, math.nan) for t in tests)
+                if tests
+                else math.nan,
+                "wall": [r.wall_seconds for r in results],
+                "wall_mean": statistics.mean(r.wall_seconds for r in results),
+            }
+        )
+        _agent_board(root / slug(label), losses)
+    rows = rank_rows(rows)
+    text = format_table(rows, test_metric)
+    _write(root, rows, text, config, budget, decisions)
+    return text
+
+
+def _agent_board(path: Path, losses: list[float]) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(path)) as w:
+        for k, loss in enumerate(losses):
+            w.add_scalar("compare/best_val_loss", loss, k)
+
+
+def _write(
+    root: Path, rows: list[dict[str, Any]], text: str, config: CompareConfig, budget: int, decisions: int
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from torch.utils.tensorboard import SummaryWriter
+
+    from rlsched.runner import _finite
+
+    atomic_write_json(
+        root / "results.json",
+        _finite(
+            {
+                "task": config.task,
+                "seeds": list(config.seeds),
+                "budget_samples": budget,
+                "decisions": decisions,
+                "ranking": rows,
+            }
+        ),
+    )
+    buffer = io.StringIO()
+    fields = [
+        "rank",
+        "agent",
+        "type",
+        "population",
+        "total_samples",
+        "val_loss_mean",
+        "val_loss_std",
+        "test_mean",
+        "wall_mean",
+    ]
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for rank, r in enumerate(rows, 1):
+        writer.writerow({"rank": rank, **r})
+    atomic_write_bytes(root / "results.csv", lambda f: f.write(buffer.getvalue().encode()))
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.5))
+    labels = [r["agent"] for r in rows][::-1]
+    means = [r["val_loss_mean"] for r in rows][::-1]
+    stds = [r["val_loss_std"] for r in rows][::-1]
+    ax.barh(labels, means, xerr=stds, color="tab:blue", alpha=0.7)
+    for r in rows:
+        ax.scatter(r["val_loss"], [r["agent"]] * len(r["val_loss"]), color="black", s=12, zorder=3)
+    ax.set_xlabel(f"best val loss ({config.task}, seeds {list(config.seeds)}; mean, spread, each seed)")
+    fig.tight_layout()
+    fig.savefig(root / "comparison.png", dpi=110)
+    for old in root.glob("events.out.tfevents.*"):
+        old.unlink()
+    with SummaryWriter(str(root)) as w:
+        w.add_text("compare/table", "```\n" + text + "\n```", 0)
+        w.add_figure("compare/figure", fig, 0)
