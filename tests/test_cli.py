@@ -129,7 +129,8 @@ def test_run_resume_replay_tasks_and_compare(workdir):
     (workdir / "cmp.toml").write_text(
         'task = "synthetic"\nname = "cmp"\nseeds = [0, 1]\npopulation = 2\nbudget_samples = 4000\n'
         'decisions = 2\n[agents.PBT]\ntype = "PBT"\n[agents.cosine]\ntype = "GridSearch"\n'
-        'lr = [0.02, 0.2]\nbatch_size = [32]\nschedule = "cosine"\n[agents.alone]\ntype = "Fixed"\npopulation = 1\n'
+        'lr = [0.02, 0.2]\nbatch_size = [32]\nschedule = "cosine"\n'
+        '[agents.alone]\ntype = "Fixed"\npopulation = 1\n'
     )
     out = rlsched("compare", "cmp.toml", "--quiet", cwd=workdir)
     assert out.returncode == 0, out.stderr
