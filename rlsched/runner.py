@@ -326,6 +326,7 @@ class Runner:
     def _finish_board(self, state: _State, results: list[MemberResult], best: MemberResult) -> None:
         assert self.board is not None
         member = state.members[best.member_id]
+        starts = {e["member"]: Hyperparams(**e["hparams"]) for e in state.lineage if e["event"] == "start"}
         schedule = [
             (r.samples - r.stats.samples, r.hparams, r.samples) for r in member.history[1:] if r.stats
         ]
@@ -340,7 +341,7 @@ class Runner:
                     "member": r.member_id,
                     "samples": state.members[r.member_id].last.samples,
                     "test_metrics": r.test_metrics,
-                    "schedule": r.schedule,
+                    "initial": starts[r.member_id],
                     "hparams": r.hparams,
                 }
                 for r in results

@@ -127,7 +127,8 @@ class TensorBoardLogger:
 
 
 def _session_hparams(m: dict[str, Any]) -> dict[str, float]:
-    first, last = m["schedule"][0][1], m["hparams"]
+    first, last = m["initial"], m["hparams"]  # the member's own start, not its ancestors'
+
     return {
         "lr_initial": first.lr,
         "batch_size_initial": float(first.batch_size),
