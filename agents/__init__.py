@@ -1,17 +1,25 @@
 """rlsched.agents: everything that decides hyperparameters.
 
 Hand schedules (``Fixed`` with a ``Schedule``), static search (``GridSearch``, ``RandomSearch``),
-``PBT`` and ``PB2``, all through one interface (:class:`rlsched.agent.Agent`).
+``PBT``, ``PB2`` and the learned ``Controller``, all through one interface (:class:`rlsched.agent.Agent`).
 """
 
 from typing import Any
 
+from rlsched.agents.controller import Controller
 from rlsched.agents.pb2 import GPUCB, PB2
 from rlsched.agents.pbt import PBT, exploit, explore
 from rlsched.agents.schedules import KINDS, Schedule, factor
 from rlsched.agents.search import Fixed, GridSearch, RandomSearch
 
-AGENTS = {"Fixed": Fixed, "GridSearch": GridSearch, "RandomSearch": RandomSearch, "PBT": PBT, "PB2": PB2}
+AGENTS = {
+    "Fixed": Fixed,
+    "GridSearch": GridSearch,
+    "RandomSearch": RandomSearch,
+    "PBT": PBT,
+    "PB2": PB2,
+    "Controller": Controller.load,
+}
 
 
 def build_agent(config: dict[str, Any]):
@@ -24,6 +32,11 @@ def build_agent(config: dict[str, Any]):
         config["schedule"] = Schedule(config["schedule"])
     elif isinstance(config.get("schedule"), dict):
         config["schedule"] = Schedule(**config["schedule"])
+    explore = config.get("explore")
+    if explore == "controller":  # the hybrid with the shipped controller
+        config["explore"] = Controller.load("default")
+    elif isinstance(explore, dict):
+        config["explore"] = build_agent(explore)
     if "perturbation_factors" in config:
         config["perturbation_factors"] = tuple(config["perturbation_factors"])
     return AGENTS[kind](**config)

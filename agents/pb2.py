@@ -112,4 +112,5 @@ class PB2(PBT):
         super().__init__(*args, explore=GPUCB(candidates), **kwargs)
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "candidates": self.explorer.candidates}
+        config = {k: v for k, v in super().config().items() if k != "explore"}
+        return {**config, "candidates": self.explorer.candidates}

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rlsched.agent import Decision, PopulationView
+from rlsched.agent import Decision, MemberView, PopulationView
 from rlsched.space import Hyperparams, HyperparamSpace
 
 
@@ -164,10 +164,11 @@ class PBT:
         decisions = []
         for i, member in enumerate(view.members):
             if i not in pairs:
-                decisions.append(Decision(member.hparams))
+                adjust = getattr(self.explorer, "adjust", None)  # a controller also acts between rounds
+                decisions.append(Decision(adjust(member, view, rng) if adjust else member.hparams))
                 continue
             donor = view.members[pairs[i]]
-            hp, changes = self.explore(donor.hparams, view, rng)
+            hp, changes = self.explore(donor.hparams, view, rng, donor)
             why = (
                 "diverged"
                 if not math.isfinite(scores[i])
@@ -190,7 +191,7 @@ class PBT:
             self.explorer.observe(view)
 
     def explore(
-        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator
+        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator, donor: MemberView | None = None
     ) -> tuple[Hyperparams, list[str]]:
         if self.explorer == "perturb":
             return explore(
@@ -200,11 +201,13 @@ class PBT:
                 resample_probability=self.resample_probability,
                 perturbation_factors=self.perturbation_factors,
             )
-        return self.explorer.explore(hp, view, rng)
+        return self.explorer.explore(hp, view, rng, donor=donor)
 
     def config(self) -> dict[str, Any]:
+        explorer = self.explorer if isinstance(self.explorer, str) else getattr(self.explorer, "config", None)
         return {
             "type": type(self).__name__,
+            **({"explore": explorer if isinstance(explorer, str) else explorer()} if explorer else {}),
             "quantile_fraction": self.quantile_fraction,
             "perturbation_interval": self.perturbation_interval,
             "burn_in": self.burn_in,

@@ -9,7 +9,7 @@ Importing this package registers the built-in tasks with Gymnasium:
 
 import gymnasium as gym
 
-from rlsched.envs.distribution import FAMILIES, sample_task
+from rlsched.envs.distribution import FAMILIES, DistributionEnv, sample_task
 from rlsched.envs.env import BATCH_STEPS, LR_FACTORS, TrainingEnv, apply_action
 from rlsched.envs.features import FEATURES, OBSERVATION_VERSION, observation
 from rlsched.envs.reward import DIVERGENCE_RETURN, reward
@@ -22,12 +22,19 @@ def _register() -> None:
             gym.register(
                 id=task.env_id, entry_point="rlsched.envs.tasks:make_env", kwargs={"task": task.name}
             )
+    for family in ("train", "eval"):
+        env_id = f"rlsched/TaskDistribution-{family.capitalize()}-v0"
+        if env_id not in gym.registry:
+            gym.register(
+                id=env_id, entry_point="rlsched.envs.distribution:DistributionEnv", kwargs={"family": family}
+            )
 
 
 _register()
 
 __all__ = [
     "BATCH_STEPS",
+    "DistributionEnv",
     "DIVERGENCE_RETURN",
     "FAMILIES",
     "FEATURES",

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 
+from rlsched.envs.env import BATCH_STEPS, LR_FACTORS, TrainingEnv
+from rlsched.envs.features import CLIP, FEATURES
 from rlsched.envs.tasks import ADAM_SPACE, SGD_SPACE, Task, char_lm_job, mnist1d_job, synthetic_job
 from rlsched.space import Hyperparams
 
@@ -80,3 +84,37 @@ def sample_task(seed: int, family: str = "train", *, decisions: int = 10) -> Tas
         decisions=decisions,
         settings={"kind": kind, **settings},
     )
+
+
+class DistributionEnv(gym.Env):
+    """Each episode a fresh task from ``family``: the environment controllers are meta-trained on.
+
+    The task seed is drawn from ``self.np_random`` (so seeding ``reset`` fixes the task too), the
+    episode is that task's TrainingEnv at its own space, start and budget. Observation and
+    action spaces are those of every TrainingEnv. ``info["task"]`` names the task.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, family: str = "train", *, decisions: int = 10, tasks: int = 100_000) -> None:
+        if family not in FAMILIES:
+            raise ValueError(f"family: expected one of {', '.join(FAMILIES)}, got {family!r}")
+        self.family, self.decisions, self.tasks = family, decisions, tasks
+        self.observation_space = spaces.Box(-CLIP, CLIP, shape=(len(FEATURES),), dtype=np.float32)
+        self.action_space = spaces.MultiDiscrete([len(LR_FACTORS), len(BATCH_STEPS)])
+        self.inner: TrainingEnv | None = None
+        self.task: Task | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        task_seed = int(self.np_random.integers(self.tasks))
+        self.task = sample_task(task_seed, self.family, decisions=self.decisions)
+        self.inner = self.task.make_env()
+        obs, info = self.inner.reset(seed=int(self.np_random.integers(2**31 - 1)))
+        return obs, {**info, "task": self.task.name}
+
+    def step(self, action):
+        if self.inner is None:
+            raise RuntimeError("DistributionEnv.step: call reset() before step()")
+        obs, reward, terminated, truncated, info = self.inner.step(action)
+        return obs, reward, terminated, truncated, {**info, "task": self.task.name}

@@ -6,12 +6,14 @@ from rlsched.job import TrainingJob, TrainStats, interval_sizes
 from rlsched.member import Member, Record
 from rlsched.runner import MemberResult, RunResult
 from rlsched.sampler import DynamicBatchSampler
+from rlsched.scheduler import AdaptiveScheduler
 from rlsched.space import Hyperparams, HyperparamSpace
 from rlsched.supervised import SupervisedJob, accuracy
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveScheduler",
     "Agent",
     "Decision",
     "MemberResult",

@@ -167,6 +167,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_controller(args: argparse.Namespace) -> int:
+    from rlsched.agents.meta import meta_config, train_controller
+    from rlsched.config import apply_sets, read_toml
+
+    config = meta_config(apply_sets(read_toml(args.config), args.set or []))
+    if Path(config.out).exists():
+        raise ValueError(f"out: {config.out} already exists; choose another path")
+    _, card = train_controller(config, quiet=args.quiet)
+    print(card)
+    print(f"controller: {config.out} (model card {Path(config.out).with_suffix('.md')})")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from rlsched.envs.tasks import TASKS
 
@@ -200,6 +213,11 @@ def build_parser() -> Parser:
     resume.add_argument("run_dir")
     resume.add_argument("--quiet", action="store_true")
     resume.set_defaults(handler=cmd_resume)
+    train = sub.add_parser("train-controller", help="meta-train a controller with PPO (see experiments/)")
+    train.add_argument("config", help="TOML config, e.g. experiments/train-controller.toml")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(handler=cmd_train_controller)
     tasks = sub.add_parser("tasks", help="list the built-in tasks and their Gymnasium ids")
     tasks.set_defaults(handler=cmd_tasks)
     return parser

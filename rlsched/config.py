@@ -187,9 +187,9 @@ def build_agent_checked(data: Any, where: str, population: int):
     kind = data.get("type")
     if kind not in AGENTS:
         raise ValueError(f"{where}.type: expected one of {', '.join(AGENTS)}, got {kind!r}")
-    params = [
-        p for p in inspect.signature(AGENTS[kind].__init__).parameters if p not in ("self", "args", "kwargs")
-    ]
+    target = AGENTS[kind]
+    signature = inspect.signature(target.__init__ if isinstance(target, type) else target)
+    params = [p for p in signature.parameters if p not in ("self", "cls", "args", "kwargs")]
     if kind == "PB2":
         params += [
             p for p in inspect.signature(AGENTS["PBT"].__init__).parameters if p not in ("self", "explore")

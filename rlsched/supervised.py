@@ -92,7 +92,7 @@ class SupervisedJob:
         self.set_lr(hp.lr)
         self.sampler.batch_size = hp.batch_size
         full, rest = divmod(samples, hp.batch_size)
-        probe = _GradientProbe(self._params, full, self.stat_pairs)
+        probe = GradientProbe(self._params, full, self.stat_pairs)
         losses: list[torch.Tensor] = []
         sizes: list[int] = []
         self.model.train()
@@ -108,21 +108,7 @@ class SupervisedJob:
                 probe.after_step(step)
                 losses.append(loss.detach())
                 sizes.append(size)
-        per_step = torch.stack(losses).double().cpu()
-        weights = torch.tensor(sizes, dtype=torch.float64)
-        loss_mean = float((per_step * weights).sum() / samples)
-        loss_std = float(per_step.std(unbiased=False)) if len(sizes) > 1 else 0.0
-        nonfinite = not (math.isfinite(loss_mean) and math.isfinite(loss_std)) or probe.nonfinite
-        return TrainStats(
-            samples=samples,
-            steps=len(sizes),
-            loss_mean=loss_mean,
-            loss_std=loss_std,
-            grad_norm=probe.grad_norm(),
-            b_simple=probe.b_simple(),
-            update_ratio=probe.update_ratio,
-            nonfinite=bool(nonfinite),
-        )
+        return summarize(losses, sizes, probe)
 
     @torch.no_grad()
     def evaluate(self, split: str = "val") -> dict[str, float]:
@@ -224,7 +210,27 @@ def _to(value: Any, device: torch.device) -> Any:
     return value
 
 
-class _GradientProbe:
+def summarize(losses: list[torch.Tensor], sizes: list[int], probe: GradientProbe) -> TrainStats:
+    """TrainStats of an interval from its per-step losses (0-dim tensors), batch sizes and probe."""
+    per_step = torch.stack(losses).double().cpu()
+    weights = torch.tensor(sizes, dtype=torch.float64)
+    samples = sum(sizes)
+    loss_mean = float((per_step * weights).sum() / samples)
+    loss_std = float(per_step.std(unbiased=False)) if len(sizes) > 1 else 0.0
+    nonfinite = not (math.isfinite(loss_mean) and math.isfinite(loss_std)) or probe.nonfinite
+    return TrainStats(
+        samples=samples,
+        steps=len(sizes),
+        loss_mean=loss_mean,
+        loss_std=loss_std,
+        grad_norm=probe.grad_norm(),
+        b_simple=probe.b_simple(),
+        update_ratio=probe.update_ratio,
+        nonfinite=bool(nonfinite),
+    )
+
+
+class GradientProbe:
     """Gradient statistics measured on a few pairs of consecutive full steps.
 
     For consecutive minibatch gradients ``g_i``, ``g_{i+1}`` of size ``B`` drawn independently:

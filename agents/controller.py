@@ -1,0 +1,202 @@
+"""The learned controller: a small actor-critic network over the TrainingEnv observation.
+
+A ``Controller`` is itself an agent (each member acts on its own observation), an explorer for
+PBT (``PBT(explore=Controller.load("default"))``: the hybrid, where the controller makes every
+in-between adjustment and samples the explore step), and the policy that PPO trains.
+
+>>> controller = Controller.load("default")
+>>> import numpy as np
+>>> controller.act(np.zeros(14, dtype=np.float32), deterministic=True).shape
+(2,)
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlsched.agent import Decision, MemberView, PopulationView
+from rlsched.checkpoint import atomic_write_bytes
+from rlsched.envs.env import BATCH_STEPS, LR_FACTORS, apply_action
+from rlsched.envs.features import FEATURES, OBSERVATION_VERSION
+from rlsched.space import Hyperparams, HyperparamSpace
+
+CONTROLLER_FORMAT = "rlsched.controller/1"
+DEFAULT_FILE = "default_controller.pt"
+
+
+def _layer(inputs: int, outputs: int, gain: float = math.sqrt(2)) -> nn.Linear:
+    layer = nn.Linear(inputs, outputs)
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ActorCritic(nn.Module):
+    """Separate tanh MLPs for the policy (one categorical head per action dimension) and the value."""
+
+    def __init__(self, observations: int, actions: tuple[int, ...], hidden: int = 64) -> None:
+        super().__init__()
+        self.actions = tuple(actions)
+        self.critic = nn.Sequential(
+            _layer(observations, hidden), nn.Tanh(), _layer(hidden, hidden), nn.Tanh(), _layer(hidden, 1, 1.0)
+        )
+        self.actor = nn.Sequential(
+            _layer(observations, hidden),
+            nn.Tanh(),
+            _layer(hidden, hidden),
+            nn.Tanh(),
+            _layer(hidden, sum(actions), 0.01),
+        )
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def dists(self, obs: torch.Tensor) -> list[torch.distributions.Categorical]:
+        logits = torch.split(self.actor(obs), self.actions, dim=-1)
+        return [torch.distributions.Categorical(logits=lg) for lg in logits]
+
+    def evaluate(
+        self, obs: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probability and entropy of ``action`` (summed over dimensions) and the value."""
+        dists = self.dists(obs)
+        action = action.reshape(len(obs), len(self.actions))
+        logp = sum(d.log_prob(action[:, k]) for k, d in enumerate(dists))
+        entropy = sum(d.entropy() for d in dists)
+        return logp, entropy, self.value(obs)
+
+
+class Controller:
+    """Maps a version-1 observation to a MultiDiscrete ``[lr_index, batch_index]`` action.
+
+    ``metadata`` records the observation version, action set and how it was trained.
+    """
+
+    def __init__(self, net: ActorCritic | None = None, metadata: dict[str, Any] | None = None) -> None:
+        self.net = net or ActorCritic(len(FEATURES), (len(LR_FACTORS), len(BATCH_STEPS)))
+        self.metadata = {
+            "observation_version": OBSERVATION_VERSION,
+            "features": list(FEATURES),
+            "lr_factors": list(LR_FACTORS),
+            "batch_steps": list(BATCH_STEPS),
+            **(metadata or {}),
+        }
+        self.name = "controller"
+
+    # -- acting --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def probabilities(self, obs: np.ndarray) -> list[np.ndarray]:
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
+        return [d.probs[0].numpy().astype(np.float64) for d in self.net.dists(x)]
+
+    def act(
+        self, obs: np.ndarray, *, deterministic: bool = False, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """An action: the most likely one, or sampled with ``rng`` (a fresh generator if None)."""
+        probs = self.probabilities(obs)
+        if deterministic:
+            return np.array([int(np.argmax(p)) for p in probs], dtype=np.int64)
+        rng = rng or np.random.default_rng()
+        return np.array(
+            [int(min(np.searchsorted(np.cumsum(p), rng.random()), len(p) - 1)) for p in probs], dtype=np.int64
+        )
+
+    def adjust(
+        self, member: MemberView, view: PopulationView, rng: np.random.Generator, deterministic: bool = True
+    ) -> Hyperparams:
+        return apply_action(
+            view.space, member.hparams, self.act(member.observation, deterministic=deterministic, rng=rng)
+        )
+
+    # -- as an agent (population 1 or more, each member on its own) ------------------------------
+    def initial(
+        self,
+        population: int,
+        space: HyperparamSpace,
+        initial: Hyperparams,
+        decisions: int,
+        rng: np.random.Generator,
+    ) -> list[Hyperparams]:
+        return [initial] * population
+
+    def decide(self, view: PopulationView, rng: np.random.Generator) -> list[Decision]:
+        return [Decision(self.adjust(m, view, rng)) for m in view.members]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Controller", "path": self.metadata.get("path", "default")}
+
+    # -- as PBT's explorer (the hybrid) -------------------------------------------------------
+    def explore(
+        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator, donor: MemberView | None = None
+    ) -> tuple[Hyperparams, list[str]]:
+        """A sampled action on the donor's observation: diversity from the policy itself."""
+        obs = donor.observation if donor is not None else np.zeros(len(FEATURES), dtype=np.float32)
+        action = self.act(obs, deterministic=False, rng=rng)
+        new = apply_action(view.space, hp, action)
+        return new, [
+            f"controller sampled lr x{LR_FACTORS[action[0]]:g}, batch step {BATCH_STEPS[action[1]]:+d}: "
+            f"lr {hp.lr:.4g} -> {new.lr:.4g}, batch_size {hp.batch_size} -> {new.batch_size}"
+        ]
+
+    # -- files ---------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """A plain dict of tensors and metadata, written atomically."""
+        state = {"format": CONTROLLER_FORMAT, "state_dict": self.net.state_dict(), "metadata": self.metadata}
+        atomic_write_bytes(Path(path), lambda f: torch.save(state, f))
+
+    @classmethod
+    def load(cls, path: str | Path = "default") -> Controller:
+        """Load a saved controller (``"default"``: the one shipped in the package); weights only."""
+        if str(path) == "default":
+            source = importlib.resources.files("rlsched.agents").joinpath(DEFAULT_FILE)
+            with importlib.resources.as_file(source) as file:
+                controller = cls._read(Path(file))
+            controller.metadata["path"] = "default"
+            return controller
+        controller = cls._read(Path(path))
+        controller.metadata["path"] = str(path)
+        return controller
+
+    @classmethod
+    def _read(cls, path: Path) -> Controller:
+        if not path.is_file():
+            raise ValueError(f"controller: no such file {str(path)!r}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ValueError(
+                f"controller: {path} is not a readable controller file ({str(error)[:120]})"
+            ) from None
+        if not isinstance(state, dict) or state.get("format") != CONTROLLER_FORMAT:
+            raise ValueError(
+                f"controller: {path} is not an rlsched controller (expected format {CONTROLLER_FORMAT!r})"
+            )
+        meta = state["metadata"]
+        if meta.get("observation_version") != OBSERVATION_VERSION:
+            raise ValueError(
+                f"controller: {path} expects observation version {meta.get('observation_version')!r}, "
+                f"this rlsched makes version {OBSERVATION_VERSION}"
+            )
+        if list(meta.get("lr_factors", [])) != list(LR_FACTORS) or list(meta.get("batch_steps", [])) != list(
+            BATCH_STEPS
+        ):
+            raise ValueError(
+                f"controller: {path} was trained for actions lr x{meta.get('lr_factors')}, batch steps "
+                f"{meta.get('batch_steps')}; this rlsched uses {list(LR_FACTORS)}, {list(BATCH_STEPS)}"
+            )
+        controller = cls(metadata=meta)
+        controller.net.load_state_dict(state["state_dict"])
+        return controller

@@ -1,0 +1,167 @@
+"""AdaptiveScheduler: the learned controller inside your own training loop.
+
+    sampler = DynamicBatchSampler(len(train_set), batch_size=64)
+    loader = DataLoader(train_set, batch_sampler=sampler)
+    sched = AdaptiveScheduler(optimizer, sampler, space=space, budget_samples=200_000, decisions=10)
+    while not sched.done:
+        for x, y in loader:
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            sched.step(loss)                  # after optimizer.step(), before zero_grad()
+            optimizer.zero_grad()
+            if sched.decision_due:            # optional: the controller then sees the val loss
+                sched.report(val_loss=evaluate(model))
+            if sched.done:
+                break
+
+At every decision point (``budget_samples / decisions`` examples) the scheduler builds the same
+observation as TrainingEnv from the interval's statistics, asks the controller, and sets the LR
+of every param group (keeping their ratios) and the sampler's next batch size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlsched.job import interval_sizes
+from rlsched.member import Record
+from rlsched.sampler import DynamicBatchSampler
+from rlsched.space import Hyperparams, HyperparamSpace
+from rlsched.supervised import GradientProbe, summarize
+
+
+class AdaptiveScheduler:
+    """Adapts LR and batch size of a user's loop with a controller (``"default"``, a path, or one).
+
+    Args:
+        optimizer: the loop's optimizer; its first group's LR is ``Hyperparams.lr``.
+        batch_sampler: the DynamicBatchSampler the DataLoader is built on.
+        controller: ``"default"`` (shipped), a path to a saved controller, or a Controller.
+        space: bounds and batch-size ladder; the starting point must lie in it.
+        budget_samples: training examples in all; decisions: how many times to adapt.
+        deterministic: act greedily (default) rather than sampling from the policy.
+        wait_for_report: at each decision point wait for ``report(val_loss=...)`` before acting;
+            otherwise act at once on the latest reported val loss, or the train loss if none.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        batch_sampler: DynamicBatchSampler,
+        *,
+        controller: Any = "default",
+        space: HyperparamSpace,
+        budget_samples: int,
+        decisions: int,
+        deterministic: bool = True,
+        wait_for_report: bool = False,
+        stat_pairs: int = 8,
+    ) -> None:
+        from rlsched.agents.controller import Controller  # the edge: the learned policy
+
+        if not isinstance(batch_sampler, DynamicBatchSampler):
+            raise TypeError(
+                "batch_sampler: expected a rlsched.DynamicBatchSampler (build the DataLoader on it)"
+            )
+        self.controller = controller if isinstance(controller, Controller) else Controller.load(controller)
+        self.optimizer, self.sampler, self.space = optimizer, batch_sampler, space
+        self.budget_samples, self.decisions = budget_samples, decisions
+        self.intervals = interval_sizes(budget_samples, decisions)
+        self.deterministic, self.stat_pairs, self.wait_for_report = deterministic, stat_pairs, wait_for_report
+        base = float(optimizer.param_groups[0]["lr"])
+        self._ratios = [float(g["lr"]) / base for g in optimizer.param_groups]
+        self._params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.initial = space.check(Hyperparams(base, batch_sampler.batch_size), "initial")
+        self.hparams = self.initial
+        self.history: list[Record] = []
+        self.samples = 0
+        self._reported: float | None = None
+        self._start_interval()
+
+    # -- the loop's calls ----------------------------------------------------------------------
+    def step(self, loss: torch.Tensor | float, batch_size: int | None = None) -> None:
+        """Record one optimizer step (call after ``optimizer.step()``, before ``zero_grad()``)."""
+        size = int(batch_size if batch_size is not None else self.hparams.batch_size)
+        k = len(self._sizes)
+        self._probe.after_step(k - 1)
+        self._probe.before_step(k, size)
+        self._losses.append(
+            loss.detach().reshape(()) if isinstance(loss, torch.Tensor) else torch.tensor(loss)
+        )
+        self._sizes.append(size)
+        self.samples += size
+        if self.decision_due and not self.wait_for_report:
+            self._decide()
+
+    def report(self, val_loss: float) -> None:
+        """The current validation loss; at a due decision the controller acts on it right away."""
+        if not self.history:  # reported before training: the initial loss
+            self.history.append(Record(0, 0, self.hparams, None, {"loss": float(val_loss)}))
+            return
+        self._reported = float(val_loss)
+        if self.decision_due:
+            self._decide()
+
+    @property
+    def decision_due(self) -> bool:
+        """The current interval's examples are done and its decision has not been taken yet."""
+        return len(self.history) <= self.decisions and self.samples >= self._boundary
+
+    @property
+    def done(self) -> bool:
+        """The whole budget of examples has been trained."""
+        return self.samples >= self.budget_samples
+
+    # -- inside --------------------------------------------------------------------------------
+    def _start_interval(self) -> None:
+        self._losses: list[torch.Tensor] = []
+        self._sizes: list[int] = []
+        d = max(len(self.history) - 1, 0)
+        expected = self.intervals[min(d, len(self.intervals) - 1)] // self.hparams.batch_size
+        self._probe = GradientProbe(self._params, expected, self.stat_pairs)
+        self._boundary = sum(self.intervals[: d + 1])
+
+    def _decide(self) -> None:
+        from rlsched.envs.env import apply_action
+        from rlsched.envs.features import observation
+
+        stats = summarize(self._losses, self._sizes, self._probe)
+        if not self.history:  # no initial val loss reported: the first steps' loss stands in for it
+            self.history.append(Record(0, 0, self.initial, None, {"loss": float(self._losses[0])}))
+        loss = self._reported if self._reported is not None else stats.loss_mean
+        self.history.append(Record(len(self.history), self.samples, self.hparams, stats, {"loss": loss}))
+        if len(self.history) <= self.decisions:
+            obs = observation(self.history, initial=self.initial, budget_samples=self.budget_samples)
+            action = self.controller.act(
+                obs, deterministic=self.deterministic, rng=np.random.default_rng(self.samples)
+            )
+            self._apply(apply_action(self.space, self.hparams, action))
+        self._start_interval()
+
+    def _apply(self, hp: Hyperparams) -> None:
+        for group, ratio in zip(self.optimizer.param_groups, self._ratios):
+            group["lr"] = hp.lr * ratio
+        self.sampler.batch_size = hp.batch_size
+        self.hparams = hp
+
+    def state_dict(self) -> dict[str, Any]:
+        from rlsched.runner import _record_to_dict
+
+        return {
+            "hparams": self.hparams.to_dict(),
+            "samples": self.samples,
+            "history": [_record_to_dict(r) for r in self.history],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore at a decision boundary (save right after one, e.g. after ``report``)."""
+        from rlsched.runner import _record_from_dict
+
+        self.history = [_record_from_dict(r) for r in state["history"]]
+        self.samples = int(state["samples"])
+        self._apply(Hyperparams(**state["hparams"]))
+        self._start_interval()
