@@ -65,7 +65,7 @@ class GPUCB:
         self._pending = []
 
     def explore(
-        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator
+        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator, donor: object = None
     ) -> tuple[Hyperparams, list[str]]:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor

@@ -8,9 +8,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import rlsched
-from rlsched import AdaptiveScheduler, DynamicBatchSampler, Hyperparams, HyperparamSpace
+from rlsched import AdaptiveScheduler, DynamicBatchSampler, HyperparamSpace
 from rlsched.agents import PBT, Controller
-from rlsched.agents.ppo import PPOArgs, action_dims, make_vector, train_ppo
+from rlsched.agents.ppo import PPOArgs, make_vector, train_ppo
 from rlsched.envs import FEATURES
 
 
