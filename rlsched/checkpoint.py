@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -28,8 +29,20 @@ def atomic_write_bytes(path: Path, write) -> None:
         raise
 
 
+def finite(value: Any) -> Any:
+    """Non-finite floats become None (JSON null), so written JSON is strict and compares equal."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+    text = json.dumps(finite(data), indent=2, allow_nan=False) + "\n"
+    atomic_write_bytes(path, lambda f: f.write(text.encode()))
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

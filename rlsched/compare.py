@@ -130,20 +130,13 @@ def _write(
     import matplotlib.pyplot as plt
     from torch.utils.tensorboard import SummaryWriter
 
-    from rlsched.runner import _finite
-
-    atomic_write_json(
-        root / "results.json",
-        _finite(
-            {
-                "task": config.task,
-                "seeds": list(config.seeds),
-                "budget_samples": budget,
-                "decisions": decisions,
-                "ranking": rows,
-            }
-        ),
-    )
+    summary = {
+        "task": config.task,
+        "seeds": list(config.seeds),
+        "budget_samples": budget,
+        "decisions": decisions,
+    }
+    atomic_write_json(root / "results.json", {**summary, "ranking": rows})
     buffer = io.StringIO()
     fields = [
         "rank",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from rlsched.job import TrainingJob, TrainStats, is_diverged
 from rlsched.space import Hyperparams
@@ -34,6 +35,21 @@ class Record:
     @property
     def diverged(self) -> bool:
         return is_diverged(self.stats, self.metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python scalars, for checkpoints."""
+        return {
+            "decision": self.decision,
+            "samples": self.samples,
+            "hparams": self.hparams.to_dict(),
+            "stats": self.stats.to_dict() if self.stats else None,
+            "metrics": dict(self.metrics),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Record:
+        stats = TrainStats(**d["stats"]) if d["stats"] is not None else None
+        return cls(d["decision"], d["samples"], Hyperparams(**d["hparams"]), stats, dict(d["metrics"]))
 
 
 @dataclass

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from rlsched.agent import Agent, Decision, MemberView, PopulationView, ranks, score
-from rlsched.checkpoint import atomic_write_bytes, atomic_write_json, save_checkpoint
-from rlsched.job import TrainingJob, TrainStats, interval_sizes
+from rlsched.checkpoint import atomic_write_bytes, atomic_write_json, finite, save_checkpoint
+from rlsched.job import TrainingJob, interval_sizes
 from rlsched.member import Member, Record
 from rlsched.space import Hyperparams, HyperparamSpace
 from rlsched.tblog import TensorBoardLogger
@@ -84,21 +84,6 @@ def schedule_of(history: list[Record]) -> list[tuple[int, Hyperparams]]:
 
 
 # -- records and members to and from plain dicts --------------------------------------------
-def _record_to_dict(r: Record) -> dict[str, Any]:
-    return {
-        "decision": r.decision,
-        "samples": r.samples,
-        "hparams": r.hparams.to_dict(),
-        "stats": r.stats.to_dict() if r.stats else None,
-        "metrics": dict(r.metrics),
-    }
-
-
-def _record_from_dict(d: dict[str, Any]) -> Record:
-    stats = TrainStats(**d["stats"]) if d["stats"] is not None else None
-    return Record(d["decision"], d["samples"], Hyperparams(**d["hparams"]), stats, dict(d["metrics"]))
-
-
 class Runner:
     """Runs one experiment; use :func:`run` and :func:`resume` rather than this class directly."""
 
@@ -228,7 +213,7 @@ class Runner:
         state.decision += 1
 
     def _event(self, state: _State, kind: str, member: int, **fields: Any) -> None:
-        event = {"event": kind, "decision": state.decision, "member": member, **_finite(fields)}
+        event = {"event": kind, "decision": state.decision, "member": member, **finite(fields)}
         state.lineage.append(event)
         if self.run_dir is not None:  # written as it happens
             with open(self.run_dir / "lineage.jsonl", "a") as f:
@@ -252,7 +237,7 @@ class Runner:
                     {
                         "hparams": m.hparams.to_dict(),
                         "job": m.job.state_dict(),
-                        "history": [_record_to_dict(r) for r in m.history],
+                        "history": [r.to_dict() for r in m.history],
                     }
                     for m in state.members
                 ],
@@ -271,7 +256,7 @@ class Runner:
         for i, (seed, saved) in enumerate(zip(ckpt["seeds"], ckpt["members"])):
             member = Member(self.job_factory(seed), Hyperparams(**saved["hparams"]), i)
             member.job.load_state_dict(saved["job"])
-            member.history = [_record_from_dict(r) for r in saved["history"]]
+            member.history = [Record.from_dict(r) for r in saved["history"]]
             members.append(member)
         rng = np.random.default_rng()
         rng.bit_generator.state = ckpt["rng"]
@@ -366,17 +351,6 @@ def _member_json(r: MemberResult) -> dict[str, Any]:
         "diverged": r.diverged,
         "schedule": [[s, hp.to_dict()] for s, hp in r.schedule],
     }
-
-
-def _finite(value: Any) -> Any:
-    """Non-finite floats become None, so lineage is strict JSON and compares equal to itself."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def read_lineage(run_dir: Path) -> list[dict[str, Any]]:

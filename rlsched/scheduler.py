@@ -149,19 +149,15 @@ class AdaptiveScheduler:
         self.hparams = hp
 
     def state_dict(self) -> dict[str, Any]:
-        from rlsched.runner import _record_to_dict
-
         return {
             "hparams": self.hparams.to_dict(),
             "samples": self.samples,
-            "history": [_record_to_dict(r) for r in self.history],
+            "history": [r.to_dict() for r in self.history],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore at a decision boundary (save right after one, e.g. after ``report``)."""
-        from rlsched.runner import _record_from_dict
-
-        self.history = [_record_from_dict(r) for r in state["history"]]
+        self.history = [Record.from_dict(r) for r in state["history"]]
         self.samples = int(state["samples"])
         self._apply(Hyperparams(**state["hparams"]))
         self._start_interval()
