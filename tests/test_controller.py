@@ -164,3 +164,15 @@ def test_adaptive_scheduler_in_a_plain_loop():
     )
     other.load_state_dict(state)
     assert other.hparams == sched.hparams and other.samples == sched.samples
+
+
+def test_the_default_controller_ships_with_its_model_card():
+    import importlib.resources
+
+    controller = Controller.load("default")
+    provenance = controller.metadata["provenance"]
+    assert provenance["family"] == "train" and provenance["steps"] >= 10_000
+    card = importlib.resources.files("rlsched.agents").joinpath("default_controller.md").read_text()
+    assert "eval**-family tasks" in card and "| **mean** |" in card
+    result = rlsched.run("synthetic", controller, seed=0)
+    assert math.isfinite(result.best.val_loss) and not result.best.diverged

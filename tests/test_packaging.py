@@ -35,6 +35,7 @@ def test_wheel_holds_only_the_rlsched_package(tmp_path):
     assert tops == {"rlsched", next(t for t in tops if t.endswith(".dist-info"))}
     assert "rlsched/envs/env.py" in names and "rlsched/agents/__init__.py" in names
     assert "rlsched/envs/__init__.py" in names
+    assert "rlsched/agents/default_controller.pt" in names and "rlsched/agents/default_controller.md" in names
 
 
 def test_public_api_imports_no_top_level_envs_or_agents():
