@@ -234,6 +234,8 @@ def _resolve_common(
 def run_config(data: dict[str, Any]) -> Resolved:
     """Validate a run config dict (from TOML and ``--set``) and fill in the task's defaults."""
     data, task, space, initial = _resolve_common(data, RunConfig)
+    if isinstance(data.get("agent"), dict) and "type" not in data["agent"]:  # e.g. --set agent.explore=...
+        data = {**data, "agent": {**DEFAULT_AGENT, **data["agent"]}}
     config = RunConfig(**data)
     _str(config.name, "name")
     _str(config.logdir, "logdir")

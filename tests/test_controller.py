@@ -176,3 +176,17 @@ def test_the_default_controller_ships_with_its_model_card():
     assert "eval**-family tasks" in card and "| **mean** |" in card
     result = rlsched.run("synthetic", controller, seed=0)
     assert math.isfinite(result.best.val_loss) and not result.best.diverged
+
+
+def test_hybrid_and_controller_from_configs_round_trip():
+    from rlsched.agents import build_agent
+    from rlsched.config import run_config
+
+    hybrid = build_agent({"type": "PBT", "explore": "controller"})
+    assert isinstance(hybrid.explorer, Controller)
+    again = build_agent(hybrid.config())
+    assert isinstance(again.explorer, Controller) and again.config() == hybrid.config()
+    alone = build_agent({"type": "Controller", "path": "default"})
+    assert isinstance(alone, Controller)
+    resolved = run_config({"task": "synthetic", "agent": {"explore": "controller"}})
+    assert resolved.config.agent == {"type": "PBT", "explore": "controller"}
