@@ -11,25 +11,19 @@ saves ``docs/tensorboard-custom-scalars.png`` (every member's LR, batch size and
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from rlsched.tblog import tensorboard_server
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWS = {
     "tensorboard-custom-scalars.png": "#custom_scalars",
     "tensorboard-hparams.png": "#hparams",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:
@@ -44,31 +38,7 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "-m", "rlsched", "run", "--quiet", "--set", f"logdir={logdir!r}"], check=True
         )
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tensorboard.main",
-            "--logdir",
-            logdir,
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--load_fast=false",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url + "data/runs", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with tensorboard_server(logdir) as url:
         time.sleep(3)  # let TensorBoard finish its first load of the event files
         Path(args.out).mkdir(parents=True, exist_ok=True)
         for name, view in VIEWS.items():
@@ -89,7 +59,7 @@ def main() -> None:
                         "--window-size=1500,1000",
                         "--virtual-time-budget=15000",
                         f"--screenshot={Path(args.out) / name}",
-                        url + view,
+                        url + "/" + view,
                     ],
                     check=True,
                     stdout=subprocess.DEVNULL,
@@ -97,9 +67,6 @@ def main() -> None:
                     timeout=120,
                 )
             print(f"wrote {Path(args.out) / name}")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 if __name__ == "__main__":

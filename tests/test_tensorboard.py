@@ -1,7 +1,4 @@
 import json
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -10,6 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import rlsched
 from rlsched.agents import PBT
+from rlsched.tblog import tensorboard_server
 
 
 @pytest.fixture(scope="module")
@@ -68,34 +66,10 @@ def test_clone_text_best_run_layout_hparams_and_figure(finished):
     assert (run_dir / "schedules.png").stat().st_size > 10_000
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_real_tensorboard_server_serves_the_run(finished):
     logdir, result = finished
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tensorboard.main",
-            "--logdir",
-            str(logdir),
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--load_fast=false",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
 
-    def get(path, body=None):
+    def get(base, path, body=None):
         request = urllib.request.Request(
             base + path,
             data=None if body is None else json.dumps(body).encode(),
@@ -104,34 +78,31 @@ def test_real_tensorboard_server_serves_the_run(finished):
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
-    try:
+    with tensorboard_server(logdir) as base:
         deadline = time.time() + 60
         runs = []
         while time.time() < deadline and "pbt/best" not in runs:
-            try:
-                runs = get("/data/runs")
-            except OSError:
-                pass
+            runs = get(base, "/data/runs")
             time.sleep(0.5)
         assert {f"pbt/member-{m:02d}" for m in range(4)} | {"pbt/best"} <= set(runs)
-        lr = get("/data/plugin/scalars/scalars?run=pbt/member-00&tag=sched/lr")
+        lr = get(base, "/data/plugin/scalars/scalars?run=pbt/member-00&tag=sched/lr")
         first = next(e for e in result.lineage if e["event"] == "train" and e["member"] == 0)
         assert lr[1][1:] == [1, pytest.approx(first["hparams"]["lr"], rel=1e-6)]  # [wall time, step, value]
+        statuses = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
         groups = get(
+            base,
             "/data/plugin/hparams/session_groups",
             {
                 "experimentName": "",
                 "startIndex": 0,
                 "sliceSize": 100,
                 "colParams": [],
-                "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+                "allowedStatuses": statuses,
             },
         )
         sessions = {s["name"] for g in groups["sessionGroups"] for s in g["sessions"]}
         assert sessions == {f"pbt/member-{m:02d}" for m in range(4)}
-        layout = get("/data/plugin/custom_scalars/layout")
+        layout = get(base, "/data/plugin/custom_scalars/layout")
         assert [c["title"] for c in layout["category"]] == ["rlsched"]
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    assert server.returncode is not None
+    with pytest.raises(OSError):  # stopped on exit
+        urllib.request.urlopen(base + "/data/runs", timeout=2)
