@@ -67,27 +67,42 @@ def _report(result, logdir: Path) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import rlsched
+    from rlsched import dist
     from rlsched.config import apply_sets, build_agent_checked, read_toml, run_config
+    from rlsched.experiment import find_restart
 
     data = read_toml(args.config) if args.config else {}
     data = apply_sets(data, args.set or [])
     resolved = run_config(data)
     config = resolved.config
-    name = config.name
-    if "name" not in data:  # the default name steps aside for earlier runs instead of failing
-        k = 2
-        while (Path(config.logdir) / name / "run.json").exists():
-            name, k = f"{config.name}-{k}", k + 1
-    elif (Path(config.logdir) / name / "run.json").exists():
-        raise ValueError(
-            f"name: {Path(config.logdir) / name} already holds a run; resume it or choose another name"
-        )
     agent = build_agent_checked(config.agent, "agent", config.population)
-    print(
-        f"rlsched: {config.agent['type']} on {config.task}, population {config.population}, "
-        f"{resolved.budget_samples} examples per member, {resolved.decisions} decisions, seed {config.seed}"
-    )
-    update, bar = progress_bar(args.quiet, name)
+    comm = dist.current()  # under torchrun: this rank's share of the population
+
+    def choose_name() -> str:
+        restarted = find_restart(Path(config.logdir))
+        if restarted is not None:  # torchrun restarted the workers: the run they had begun
+            return restarted.name
+        name = config.name
+        if "name" not in data:  # the default name steps aside for earlier runs instead of failing
+            k = 2
+            while (Path(config.logdir) / name / "run.json").exists():
+                name, k = f"{config.name}-{k}", k + 1
+        elif (Path(config.logdir) / name / "run.json").exists():
+            raise ValueError(
+                f"name: {Path(config.logdir) / name} already holds a run; resume it or choose another name"
+            )
+        return name
+
+    name = comm.from_root(choose_name)
+    root = comm.rank == 0
+    if root:
+        ranks = f", {comm.world} ranks" if comm.world > 1 else ""
+        print(
+            f"rlsched: {config.agent['type']} on {config.task}, population {config.population}, "
+            f"{resolved.budget_samples} examples per member, {resolved.decisions} decisions, "
+            f"seed {config.seed}{ranks}"
+        )
+    update, bar = progress_bar(args.quiet or not root, name)
     try:
         result = rlsched.run(
             config.task,
@@ -101,11 +116,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             name=name,
             seed=config.seed,
             progress=update,
+            comm=comm,
         )
     finally:
         if bar is not None:
             bar.close()
-    _report(result, Path(config.logdir))
+        dist.shutdown()
+    if root:
+        _report(result, Path(config.logdir))
     return 0
 
 
@@ -121,20 +139,23 @@ def _run_dir(text: str) -> Path:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     import rlsched
+    from rlsched import dist
+    from rlsched.runner import check_checkpoint, checkpoint_dirs
 
     run_dir = _run_dir(args.run_dir)
-    checkpoints = sorted(run_dir.glob("checkpoint-*.pt"))
+    checkpoints = checkpoint_dirs(run_dir)
     if checkpoints:
-        from rlsched.checkpoint import load_checkpoint
-
-        load_checkpoint(checkpoints[-1])  # a bad checkpoint fails here, before anything changes
-    update, bar = progress_bar(args.quiet, run_dir.name)
+        check_checkpoint(checkpoints[-1])  # a bad checkpoint fails here, before anything changes
+    comm = dist.current()
+    update, bar = progress_bar(args.quiet or comm.rank != 0, run_dir.name)
     try:
-        result = rlsched.resume(run_dir, progress=update)
+        result = rlsched.resume(run_dir, progress=update, comm=comm)
     finally:
         if bar is not None:
             bar.close()
-    _report(result, run_dir.parent)
+        dist.shutdown()
+    if comm.rank == 0:
+        _report(result, run_dir.parent)
     return 0
 
 

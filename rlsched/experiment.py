@@ -1,13 +1,17 @@
 """``run``, ``resume`` and ``replay``: experiments from Python, with a run directory on disk.
 
 A run directory holds ``run.json`` (the settings), ``lineage.jsonl`` (every clone, explore and
-training event, appended as it happens), the newest ``checkpoint-NNNNN.pt`` and, once finished,
-``result.json``.
+training event, appended as it happens), the newest complete generation ``checkpoint-NNNNN/``
+(``run.pt`` and one ``member-XX.pt`` per member) and, once finished, ``result.json``.
+
+Under ``torchrun`` the same calls run on every rank (see ``rlsched.dist``), and a worker group
+that ``torchrun --max-restarts`` restarts resumes its run from the last complete generation.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -15,12 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlsched import dist
 from rlsched.agent import Agent
-from rlsched.checkpoint import atomic_write_json, load_checkpoint
+from rlsched.checkpoint import atomic_write_json
+from rlsched.dist import Comm
 from rlsched.job import interval_sizes
 from rlsched.member import Member
-from rlsched.runner import RUN_FORMAT, JobFactory, Runner, RunResult, read_lineage, schedule_from_lineage
+from rlsched.runner import (
+    RUN_FORMAT,
+    JobFactory,
+    Runner,
+    RunResult,
+    checkpoint_dirs,
+    read_lineage,
+    schedule_from_lineage,
+)
 from rlsched.space import Hyperparams, HyperparamSpace
+
+log = logging.getLogger("rlsched")
 
 
 def _task(name: str):
@@ -42,12 +58,15 @@ def run(
     name: str = "run",
     seed: int = 0,
     progress: Callable[[int, int, float], None] | None = None,
+    comm: Comm | None = None,
 ) -> RunResult:
     """Run ``population`` members of ``job_factory`` for ``decisions`` intervals under ``agent``.
 
     ``job_factory`` is a callable ``seed -> TrainingJob`` or the name of a built-in task, whose
     space, initial hyperparameters, budget and decisions then fill in what is not given.
     With ``logdir``, the run directory is ``logdir/name`` and can be resumed and replayed.
+    Launched by ``torchrun``, every rank calls ``run`` alike and the members are sharded over the
+    ranks (``comm`` defaults to :func:`rlsched.dist.current`); every rank gets the same result.
 
     >>> from rlsched.agents import PBT
     >>> result = run("synthetic", PBT(), population=4, seed=0)
@@ -64,11 +83,21 @@ def run(
         decisions = decisions or task.decisions
     if space is None or budget_samples is None or decisions is None:
         raise ValueError("space, budget_samples, decisions: required when job_factory is not a task name")
+    comm = comm or dist.current()
     run_dir = None
     if logdir is not None:
         run_dir = Path(logdir) / name
         if (run_dir / "run.json").exists():
+            if is_restart_of(run_dir):  # torchrun restarted the workers: go on where they stopped
+                if comm.rank == 0:
+                    log.warning(
+                        "rlsched: torchrun restart %d: resuming %s from its last complete generation",
+                        dist.restart_count(),
+                        run_dir,
+                    )
+                return resume(run_dir, job_factory, agent, progress, comm=comm)
             raise ValueError(f"logdir: {run_dir} already holds a run; resume it or choose another name")
+        comm.barrier()  # every rank has looked before rank 0 writes
     runner = Runner(
         job_factory,
         agent,
@@ -80,9 +109,10 @@ def run(
         seed=seed,
         run_dir=run_dir,
         progress=progress,
+        comm=comm,
     )
     created = run_dir is not None and not run_dir.exists()
-    if run_dir is not None:
+    if run_dir is not None and comm.rank == 0:
         config = getattr(agent, "config", None)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "lineage.jsonl").unlink(missing_ok=True)
@@ -98,17 +128,36 @@ def run(
                 "decisions": decisions,
                 "initial": runner.initial.to_dict(),
                 "seed": seed,
+                "launch": dist.launch_id(),
             },
         )
+    comm.barrier()
     started = time.perf_counter()
     try:
         state = runner.start()
-    except ValueError:  # bad input found by the agent (e.g. grid size): leave nothing behind
-        if run_dir is not None and created:
+    except (ValueError, RuntimeError):  # bad input found by the agent (e.g. grid size): leave nothing
+        if run_dir is not None and created and comm.rank == 0:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     runner.checkpoint(state)
     return runner.loop(state, started)
+
+
+def is_restart_of(run_dir: Path) -> bool:
+    """True when this process is a ``torchrun`` elastic restart of the launch that made ``run_dir``."""
+    if dist.restart_count() == 0 or dist.launch_id() is None or (run_dir / "result.json").exists():
+        return False
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("launch") == dist.launch_id()
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def find_restart(logdir: Path) -> Path | None:
+    """The unfinished run under ``logdir`` that an earlier attempt of this ``torchrun`` launch made."""
+    if dist.restart_count() == 0:
+        return None
+    return next((p.parent for p in sorted(Path(logdir).glob("*/run.json")) if is_restart_of(p.parent)), None)
 
 
 def _read_run(run_dir: Path) -> dict[str, Any]:
@@ -137,8 +186,11 @@ def resume(
     job_factory: JobFactory | None = None,
     agent: Agent | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    comm: Comm | None = None,
 ) -> RunResult:
-    """Continue a killed run from its newest checkpoint; the result equals an unbroken run's."""
+    """Continue a killed run from its newest complete checkpoint; the result equals an unbroken
+    run's. The number of ``torchrun`` ranks may differ from the run's first attempt."""
+    comm = comm or dist.current()
     run_dir = Path(run_dir)
     config = _read_run(run_dir)
     if agent is None:
@@ -163,15 +215,18 @@ def resume(
         seed=config["seed"],
         run_dir=run_dir,
         progress=progress,
+        comm=comm,
     )
     started = time.perf_counter()
-    checkpoints = sorted(run_dir.glob("checkpoint-*.pt"))
+    checkpoints = checkpoint_dirs(run_dir)
+    comm.barrier()  # every rank has chosen the checkpoint before rank 0 may write a newer one
     if not checkpoints:  # killed before the first checkpoint: start over
-        (run_dir / "lineage.jsonl").unlink(missing_ok=True)
+        if comm.rank == 0:
+            (run_dir / "lineage.jsonl").unlink(missing_ok=True)
         state = runner.start()
         runner.checkpoint(state)
     else:
-        state = runner.restore(load_checkpoint(checkpoints[-1]))
+        state = runner.restore(checkpoints[-1])
     return runner.loop(state, started)
 
 

@@ -6,6 +6,7 @@ so they share one mechanism for advancing, evaluating and recording a job.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,16 @@ class Member:
         metrics = dict(self.job.evaluate())
         last = self.history[-1]
         record = Record(last.decision + 1, last.samples + stats.samples, hp, stats, metrics)
+        self.history.append(record)
+        return record
+
+    def fail(self, hp: Hyperparams, samples: int) -> Record:
+        """Record an interval whose job raised: counted as trained, every metric NaN (diverged)."""
+        self.hparams = hp
+        last = self.history[-1]
+        record = Record(
+            last.decision + 1, last.samples + samples, hp, None, dict.fromkeys(last.metrics, math.nan)
+        )
         self.history.append(record)
         return record
 

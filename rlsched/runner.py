@@ -6,7 +6,10 @@ A round, before each interval after the first::
     decisions = agent.decide(view, rng)            # per member: hparams, maybe clone_from
     snapshot the donors, then for each member: copy its donor (weights, optimizer, data order,
     RNG, history), apply the new hparams, train one interval, evaluate
-    append lineage events; write a checkpoint atomically
+    append lineage events; write a checkpoint (one directory per generation) atomically
+
+The same loop runs in one process or sharded over ``torchrun`` ranks (see ``rlsched.dist``); a
+run on K ranks makes the same lineage and results as one in process.
 
 >>> from rlsched.agents import PBT
 >>> result = run("synthetic", PBT(perturbation_interval=1), population=4, seed=0)  # doctest: +SKIP
@@ -15,21 +18,28 @@ A round, before each interval after the first::
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import shutil
 import time
+import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlsched.agent import Agent, Decision, MemberView, PopulationView, ranks, score
-from rlsched.checkpoint import atomic_write_bytes, atomic_write_json, finite, save_checkpoint
+from rlsched.checkpoint import atomic_write_bytes, atomic_write_json, finite, load_checkpoint, save_checkpoint
+from rlsched.dist import Comm, Local
 from rlsched.job import TrainingJob, interval_sizes
 from rlsched.member import Member, Record
 from rlsched.space import Hyperparams, HyperparamSpace
-from rlsched.tblog import TensorBoardLogger
+from rlsched.tblog import TensorBoardLogger, member_run
+
+log = logging.getLogger("rlsched")
 
 RUN_FORMAT = "rlsched.run/1"
 JobFactory = Callable[[int], TrainingJob]
@@ -46,6 +56,7 @@ class MemberResult:
     hparams: Hyperparams
     schedule: list[tuple[int, Hyperparams]]
     diverged: bool
+    train_seconds: float = 0.0
 
     @property
     def val_loss(self) -> float:
@@ -68,7 +79,7 @@ class _State:
     """Everything a resumed run needs; checkpointed after every interval."""
 
     decision: int
-    members: list[Member]
+    members: list[Member]  # all of them; one hosted by another rank has no job, only its history
     seeds: list[int]
     origins: list[int]  # member whose initial job each member's weights descend from
     rng: np.random.Generator
@@ -83,9 +94,37 @@ def schedule_of(history: list[Record]) -> list[tuple[int, Hyperparams]]:
     return [(r.samples - r.stats.samples, r.hparams) for r in history[1:] if r.stats is not None]
 
 
-# -- records and members to and from plain dicts --------------------------------------------
+def _decision_dict(c: Decision) -> dict[str, Any]:
+    return {"hparams": c.hparams.to_dict(), "clone_from": c.clone_from, "reason": c.reason}
+
+
+def _decision(d: dict[str, Any]) -> Decision:
+    return Decision(Hyperparams(**d["hparams"]), d["clone_from"], d["reason"])
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete generation checkpoints (``checkpoint-NNNNN/`` holding ``run.pt``), oldest first."""
+    return sorted(p for p in Path(run_dir).glob("checkpoint-[0-9]*") if (p / "run.pt").is_file())
+
+
+def check_checkpoint(path: Path) -> dict[str, Any]:
+    """Read and validate a generation checkpoint's every file; one clear ``ValueError`` if any is bad."""
+    run = load_checkpoint(path / "run.pt")
+    for i in range(len(run.get("members", []))):
+        member = path / member_run(i)
+        if not (member.with_suffix(".pt")).is_file():
+            raise ValueError(f"checkpoint: {path} lacks {member.name}.pt (an incomplete generation)")
+        load_checkpoint(member.with_suffix(".pt"))
+    return run
+
+
 class Runner:
-    """Runs one experiment; use :func:`run` and :func:`resume` rather than this class directly."""
+    """Runs one experiment; use :func:`run` and :func:`resume` rather than this class directly.
+
+    With a ``TorchComm`` the same code runs on every rank of a ``torchrun`` launch: each rank trains
+    the members it hosts, every rank keeps every member's history (records are small), and rank 0
+    alone runs the agent, writes the experiment-level files and owns the RNG.
+    """
 
     def __init__(
         self,
@@ -100,6 +139,7 @@ class Runner:
         seed: int,
         run_dir: Path | None,
         progress: Callable[[int, int, float], None] | None = None,
+        comm: Comm | None = None,
     ) -> None:
         if isinstance(population, bool) or not isinstance(population, int) or population < 1:
             raise ValueError(f"population: expected an integer >= 1, got {population!r}")
@@ -108,26 +148,52 @@ class Runner:
         self.intervals = interval_sizes(budget_samples, decisions)
         self.initial = space.check(initial, "initial")
         self.seed, self.run_dir = int(seed), run_dir
+        self.comm: Comm = comm or Local()
         self.board: TensorBoardLogger | None = None
         self.progress = progress  # called as progress(member-intervals done, total, best val loss)
+
+    @property
+    def root(self) -> bool:
+        return self.comm.rank == 0
+
+    def local(self, member_id: int) -> bool:
+        return self.comm.owner(member_id) == self.comm.rank
+
+    def _members(self, seeds: list[int], hps: list[Hyperparams]) -> list[Member]:
+        """Every member; one hosted elsewhere is a shadow with no job (``job=None``), only a history."""
+        return [
+            Member(self.job_factory(s) if self.local(i) else None, hp, i)  # type: ignore[arg-type]
+            for i, (s, hp) in enumerate(zip(seeds, hps, strict=True))
+        ]
+
+    def _share(self, local: dict[str, Any]) -> dict[int, Any]:
+        """``{member: value}`` for every member, from each rank's values for its own members."""
+        shared: dict[int, Any] = {}
+        for part in self.comm.all_gather(local):
+            shared.update({int(i): v for i, v in part.items()})
+        return dict(sorted(shared.items()))  # member order, whatever the ranks
 
     # -- the loop ---------------------------------------------------------------------------
     def start(self) -> _State:
         rng = np.random.default_rng(self.seed)
-        hps = self.agent.initial(self.population, self.space, self.initial, self.decisions, rng)
+
+        def initial() -> list[dict[str, Any]]:
+            hps = self.agent.initial(self.population, self.space, self.initial, self.decisions, rng)
+            return [self.space.check(hp, f"member {i}").to_dict() for i, hp in enumerate(hps)]
+
+        hps = [Hyperparams(**hp) for hp in self.comm.from_root(initial)]
         seeds = [job_seed(self.seed, i) for i in range(self.population)]
-        members = [
-            Member(self.job_factory(s), self.space.check(hp, f"member {i}"), i)
-            for i, (s, hp) in enumerate(zip(seeds, hps, strict=True))
-        ]
-        for m in members:
-            m.start()
+        members = self._members(seeds, hps)
+        local = {str(m.member_id): m.start().to_dict() for m in members if self.local(m.member_id)}
+        for i, record in self._share(local).items():
+            if not self.local(i):
+                members[i].history = [Record.from_dict(record)]
         state = _State(0, members, seeds, list(range(self.population)), rng)
         if self.run_dir is not None:
-            self.board = TensorBoardLogger(self.run_dir, self.population)
+            self.board = TensorBoardLogger(self.run_dir, [i for i in range(self.population) if self.local(i)])
         for m in members:
             self._event(state, "start", m.member_id, hparams=m.hparams.to_dict(), val_loss=m.last.val_loss)
-            if self.board:
+            if self.board and self.local(m.member_id):
                 self.board.start(m.member_id, m.last)
         return state
 
@@ -150,82 +216,163 @@ class Runner:
         )
         return PopulationView(state.decision, self.decisions, self.space, views)
 
+    def _decide(self, state: _State) -> list[dict[str, Any]]:
+        """The agent's decisions (rank 0 only), checked against the space."""
+        decisions = list(self.agent.decide(self.view(state), state.rng))
+        if len(decisions) != self.population:
+            raise RuntimeError(f"agent returned {len(decisions)} decisions for {self.population} members")
+        return [
+            _decision_dict(replace(c, hparams=self.space.check(c.hparams, f"decision for member {i}")))
+            for i, c in enumerate(decisions)
+        ]
+
     def step(self, state: _State) -> None:
         """Decide (from the second interval on), clone, train and evaluate every member once."""
-        d = state.decision
+        d, members = state.decision, state.members
         if d == 0:
-            decisions = [Decision(m.hparams) for m in state.members]
+            decisions = [Decision(m.hparams) for m in members]
         else:
-            decisions = list(self.agent.decide(self.view(state), state.rng))
-            if len(decisions) != self.population:
-                raise RuntimeError(f"agent returned {len(decisions)} decisions for {self.population} members")
-        donors = {c.clone_from for c in decisions if c.clone_from is not None}
-        snapshots = {j: (state.members[j].job.state_dict(), list(state.members[j].history)) for j in donors}
-        for i, (member, choice) in enumerate(zip(state.members, decisions)):
-            hp = self.space.check(choice.hparams, f"decision for member {i}")
-            text = ""
-            if choice.clone_from is not None and choice.clone_from != i:
-                j = choice.clone_from
-                own_score = score(member.last)
-                job_state, history = snapshots[j]
-                member.job.load_state_dict(job_state)
-                member.history = list(history)
-                state.origins[i] = state.origins[j]
-                self._event(
-                    state,
-                    "clone",
-                    i,
-                    donor=j,
-                    old=member.hparams.to_dict(),
-                    new=hp.to_dict(),
-                    score=own_score,
-                    donor_score=score(history[-1]),
-                    reason=choice.reason,
-                )
-                text = f"decision {d}: copied member {j}. {choice.reason}"
-            elif hp != member.hparams:
-                self._event(
-                    state,
-                    "explore",
-                    i,
-                    old=member.hparams.to_dict(),
-                    new=hp.to_dict(),
-                    score=score(member.last),
-                    reason=choice.reason,
-                )
-                text = f"decision {d}: {choice.reason or 'hyperparameters changed'}"
-            record = member.advance(hp, self.intervals[d])
+            decisions = [_decision(c) for c in self.comm.from_root(lambda: self._decide(state))]
+        clones = {i: c.clone_from for i, c in enumerate(decisions) if c.clone_from not in (None, i)}
+        wanted: dict[int, set[int]] = {}  # donor -> ranks hosting one of its recipients
+        for i, j in clones.items():
+            wanted.setdefault(j, set()).add(self.comm.owner(i))
+        # snapshot every donor before anyone trains; a state travels only to ranks that need it
+        donor_jobs = self.comm.exchange(
+            {j: members[j].job.state_dict() for j in wanted if self.local(j)}, wanted
+        )
+        donor_history = {j: list(members[j].history) for j in wanted}
+        before = [(m.hparams, score(m.last)) for m in members]
+
+        outcomes: dict[str, Any] = {}
+        for i, (member, choice) in enumerate(zip(members, decisions)):
+            if not self.local(i):
+                continue
+            if i in clones:
+                member.job.load_state_dict(donor_jobs[clones[i]])
+                member.history = list(donor_history[clones[i]])
+            error = self._advance(member, choice.hparams, self.intervals[d], d)
+            outcomes[str(i)] = {
+                "record": member.last.to_dict(),
+                "error": error,
+                "seconds": member.train_seconds,
+            }
+            if self.progress and self.comm.world == 1:
+                best = min((m.last.val_loss for m in members[: i + 1] if not m.diverged), default=math.nan)
+                self.progress(d * self.population + i + 1, self.decisions * self.population, best)
+
+        for i, out in self._share(outcomes).items():
+            member, choice = members[i], decisions[i]
+            if i in clones:
+                state.origins[i] = state.origins[clones[i]]
+            if not self.local(i):
+                member.history = list(donor_history[clones[i]]) if i in clones else member.history
+                member.history.append(Record.from_dict(out["record"]))
+                member.hparams, member.train_seconds = choice.hparams, out["seconds"]
+            self._record_events(state, i, choice, clones.get(i), before[i], donor_history, out["error"])
+        if self.progress and self.comm.world > 1 and self.root:
+            best = min((m.last.val_loss for m in members if not m.diverged), default=math.nan)
+            self.progress((d + 1) * self.population, self.decisions * self.population, best)
+        state.decision += 1
+
+    def _advance(self, member: Member, hp: Hyperparams, samples: int, decision: int) -> str | None:
+        """Train one interval. A job that raises is logged with its traceback and recorded as
+        diverged (score -inf), so PBT replaces it like any diverged member; the run goes on."""
+        try:
+            member.advance(hp, samples)
+            return None
+        except Exception as error:
+            log.error(
+                "member %d raised during decision %d; recorded as diverged:\n%s",
+                member.member_id,
+                decision,
+                traceback.format_exc(),
+            )
+            member.fail(hp, samples)
+            return f"{type(error).__name__}: {error}"
+
+    def _record_events(
+        self,
+        state: _State,
+        i: int,
+        choice: Decision,
+        donor: int | None,
+        before: tuple[Hyperparams, float],
+        donor_history: dict[int, list[Record]],
+        error: str | None,
+    ) -> None:
+        d, member, (old, own_score) = state.decision, state.members[i], before
+        text = ""
+        if donor is not None:
             self._event(
                 state,
-                "train",
+                "clone",
                 i,
-                hparams=hp.to_dict(),
-                samples=record.samples,
-                val_loss=record.val_loss,
-                diverged=record.diverged,
+                donor=donor,
+                old=old.to_dict(),
+                new=choice.hparams.to_dict(),
+                score=own_score,
+                donor_score=score(donor_history[donor][-1]),
+                reason=choice.reason,
             )
-            if self.board:
-                clone_from = choice.clone_from if choice.clone_from != i else None
-                self.board.interval(i, record.samples - self.intervals[d], record, clone_from, text)
-            if self.progress:
-                best = min((m.last.val_loss for m in state.members if not m.diverged), default=math.nan)
-                self.progress(d * self.population + i + 1, self.decisions * self.population, best)
-        state.decision += 1
+            text = f"decision {d}: copied member {donor}. {choice.reason}"
+        elif choice.hparams != old:
+            self._event(
+                state,
+                "explore",
+                i,
+                old=old.to_dict(),
+                new=choice.hparams.to_dict(),
+                score=own_score,
+                reason=choice.reason,
+            )
+            text = f"decision {d}: {choice.reason or 'hyperparameters changed'}"
+        record = member.last
+        self._event(
+            state,
+            "train",
+            i,
+            hparams=choice.hparams.to_dict(),
+            samples=record.samples,
+            val_loss=record.val_loss,
+            diverged=record.diverged,
+            **({"error": error} if error else {}),
+        )
+        if self.board and self.local(i):
+            text += f"\ndecision {d}: the job raised {error}; recorded as diverged" if error else ""
+            self.board.interval(i, record.samples - self.intervals[d], record, donor, text)
 
     def _event(self, state: _State, kind: str, member: int, **fields: Any) -> None:
         event = {"event": kind, "decision": state.decision, "member": member, **finite(fields)}
-        state.lineage.append(event)
-        if self.run_dir is not None:  # written as it happens
+        state.lineage.append(event)  # every rank keeps the lineage; rank 0 writes it, as it happens
+        if self.run_dir is not None and self.root:
             with open(self.run_dir / "lineage.jsonl", "a") as f:
                 f.write(json.dumps(event, allow_nan=False) + "\n")
 
-    # -- persistence ------------------------------------------------------------------------
+    # -- persistence: one directory per generation, one file per member id ------------------
     def checkpoint(self, state: _State) -> None:
+        """Write ``checkpoint-NNNNN/`` (``run.pt`` by rank 0, ``member-XX.pt`` by each member's rank)
+        under a temporary name, renamed into place once every file is written; older ones pruned.
+        Files are named by member id, not rank, so a restart may use another number of ranks."""
         if self.run_dir is None:
             return
-        path = self.run_dir / f"checkpoint-{state.decision:05d}.pt"
+        final = self.run_dir / f"checkpoint-{state.decision:05d}"
+        partial = self.run_dir / f".{final.name}.partial"
+        if self.root:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+        self.comm.barrier()
+        for m in state.members:
+            if self.local(m.member_id):
+                save_checkpoint(
+                    partial / f"{member_run(m.member_id)}.pt",
+                    {"member": m.member_id, "job": m.job.state_dict()},
+                )
+        self.comm.barrier()
+        if not self.root:
+            return
         save_checkpoint(
-            path,
+            partial / "run.pt",
             {
                 "decision": state.decision,
                 "seeds": state.seeds,
@@ -236,38 +383,51 @@ class Runner:
                 "members": [
                     {
                         "hparams": m.hparams.to_dict(),
-                        "job": m.job.state_dict(),
                         "history": [r.to_dict() for r in m.history],
+                        "train_seconds": m.train_seconds,
                     }
                     for m in state.members
                 ],
             },
         )
-        for old in self.run_dir.glob("checkpoint-*.pt"):
-            if old != path:
-                old.unlink(missing_ok=True)
+        shutil.rmtree(final, ignore_errors=True)  # only left by an attempt that died mid-prune
+        os.replace(partial, final)
+        for old in self.run_dir.glob("checkpoint-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
 
-    def restore(self, ckpt: dict[str, Any]) -> _State:
+    def restore(self, path: Path) -> _State:
+        """The state saved in generation checkpoint ``path``, each rank loading its own members."""
+        ckpt = load_checkpoint(path / "run.pt")
         if len(ckpt["members"]) != self.population:
             raise ValueError(
                 f"checkpoint: holds {len(ckpt['members'])} members, the run has {self.population}"
             )
-        members = []
-        for i, (seed, saved) in enumerate(zip(ckpt["seeds"], ckpt["members"])):
-            member = Member(self.job_factory(seed), Hyperparams(**saved["hparams"]), i)
-            member.job.load_state_dict(saved["job"])
-            member.history = [Record.from_dict(r) for r in saved["history"]]
-            members.append(member)
+        saved = ckpt["members"]
+        members = self._members(list(ckpt["seeds"]), [Hyperparams(**m["hparams"]) for m in saved])
+        for m, s in zip(members, saved):
+            m.history = [Record.from_dict(r) for r in s["history"]]
+            m.train_seconds = float(s["train_seconds"])
+            if self.local(m.member_id):
+                m.job.load_state_dict(load_checkpoint(path / f"{member_run(m.member_id)}.pt")["job"])
         rng = np.random.default_rng()
         rng.bit_generator.state = ckpt["rng"]
         self.agent.load_state_dict(ckpt["agent"])
-        lineage = read_lineage(self.run_dir)[: ckpt["lineage_events"]] if self.run_dir else []
-        if self.run_dir is not None:  # drop events written after the checkpoint, before the kill
-            _rewrite_lineage(self.run_dir, lineage)
+
+        def lineage() -> list[dict[str, Any]]:
+            events = read_lineage(self.run_dir)[: ckpt["lineage_events"]] if self.run_dir else []
+            if self.run_dir is not None:  # drop events written after the checkpoint, before the kill
+                _rewrite_lineage(self.run_dir, events)
+            return events
+
+        events = self.comm.from_root(lineage)
+        if self.run_dir is not None:
             self.board = TensorBoardLogger(
-                self.run_dir, self.population, purge_after=max(m.last.samples for m in members)
+                self.run_dir,
+                [i for i in range(self.population) if self.local(i)],
+                purge_after=max(m.last.samples for m in members),
             )
-        return _State(ckpt["decision"], members, list(ckpt["seeds"]), list(ckpt["origins"]), rng, lineage)
+        return _State(ckpt["decision"], members, list(ckpt["seeds"]), list(ckpt["origins"]), rng, events)
 
     def loop(self, state: _State, started: float) -> RunResult:
         while state.decision < self.decisions:
@@ -276,18 +436,29 @@ class Runner:
         return self.result(state, time.perf_counter() - started)
 
     def result(self, state: _State, wall: float) -> RunResult:
-        results = []
-        for m in state.members:
-            test = m.job.evaluate("test") if "test" in getattr(m.job, "splits", ()) else None
-            results.append(
-                MemberResult(
-                    m.member_id, dict(m.last.metrics), test, m.hparams, schedule_of(m.history), m.diverged
-                )
+        tests = self._share(
+            {
+                str(m.member_id): m.job.evaluate("test") if "test" in getattr(m.job, "splits", ()) else None
+                for m in state.members
+                if self.local(m.member_id)
+            },
+        )
+        results = [
+            MemberResult(
+                m.member_id,
+                dict(m.last.metrics),
+                tests[m.member_id],
+                m.hparams,
+                schedule_of(m.history),
+                m.diverged,
+                m.train_seconds,
             )
+            for m in state.members
+        ]
         best = max(results, key=lambda r: (-math.inf if r.diverged else -r.val_loss, -r.member_id))
         if self.board is not None:
             self._finish_board(state, results, best)
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.root:
             atomic_write_json(
                 self.run_dir / "result.json",
                 {
@@ -298,6 +469,8 @@ class Runner:
                     "seed_of_best_origin": state.seeds[state.origins[best.member_id]],
                 },
             )
+        wall = self.comm.from_root(lambda: wall)  # rank 0's clock, on every rank
+        self.comm.barrier()  # every rank's files are written when run() returns
         return RunResult(
             best,
             results,
@@ -320,25 +493,28 @@ class Runner:
             f"final val loss {best.val_loss:.4g}; schedule: "
             + ", ".join(f"{s}: lr {hp.lr:.3g}, batch {hp.batch_size}" for s, hp, _ in schedule)
         )
-        self.board.finish(
-            [
-                {
-                    "member": r.member_id,
-                    "samples": state.members[r.member_id].last.samples,
-                    "test_metrics": r.test_metrics,
-                    "initial": starts[r.member_id],
-                    "hparams": r.hparams,
-                }
-                for r in results
-            ],
+        members = [
             {
-                "schedule": schedule,
-                "val_loss": [(r.samples, r.val_loss) for r in member.history],
-                "summary": summary,
-            },
-            state.lineage,
-            list(best.metrics),
-        )
+                "member": r.member_id,
+                "samples": state.members[r.member_id].last.samples,
+                "test_metrics": r.test_metrics,
+                "initial": starts[r.member_id],
+                "hparams": r.hparams,
+            }
+            for r in results
+        ]
+        self.board.finish_members(members)
+        if self.root:
+            self.board.finish_root(
+                members,
+                {
+                    "schedule": schedule,
+                    "val_loss": [(r.samples, r.val_loss) for r in member.history],
+                    "summary": summary,
+                },
+                state.lineage,
+                list(best.metrics),
+            )
         self.board.close()
 
 

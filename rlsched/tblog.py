@@ -45,15 +45,16 @@ def member_run(member_id: int) -> str:
 class TensorBoardLogger:
     """Writes a run's TensorBoard files; only the runner calls it."""
 
-    def __init__(self, run_dir: Path, population: int, *, purge_after: int | None = None) -> None:
+    def __init__(self, run_dir: Path, members: Sequence[int], *, purge_after: int | None = None) -> None:
+        """Writers for ``members`` (under ``torchrun``, the members this rank hosts)."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
         purge = None if purge_after is None else purge_after + 1
-        self.writers = [
-            SummaryWriter(str(self.run_dir / member_run(i)), purge_step=purge, flush_secs=5)
-            for i in range(population)
-        ]
+        self.writers = {
+            i: SummaryWriter(str(self.run_dir / member_run(i)), purge_step=purge, flush_secs=5)
+            for i in members
+        }
 
     def start(self, member_id: int, record: Record) -> None:
         w = self.writers[member_id]
@@ -79,18 +80,14 @@ class TensorBoardLogger:
         for name, value in metrics.items():
             w.add_scalar(f"{prefix}/{name}", value, step)
 
-    def finish(
-        self,
-        members: Sequence[dict[str, Any]],
-        best: dict[str, Any],
-        lineage: list[dict[str, Any]],
-        metric_names: Sequence[str],
-    ) -> Path:
-        """HParams sessions, the ``best`` run, the root layout and the schedule figure (PNG path)."""
+    def finish_members(self, members: Sequence[dict[str, Any]]) -> None:
+        """Test metrics and the HParams session of each member this logger writes."""
         from tensorboard.plugins.hparams import summary_v2 as hp_summary
-        from torch.utils.tensorboard import SummaryWriter
 
-        for m, w in zip(members, self.writers):
+        for m in members:
+            w = self.writers.get(m["member"])
+            if w is None:
+                continue
             step = m["samples"]
             if m["test_metrics"]:
                 self._metrics(w, "test", m["test_metrics"], step)
@@ -99,6 +96,17 @@ class TensorBoardLogger:
             )
             w._get_file_writer().add_summary(session)
             w.flush()
+
+    def finish_root(
+        self,
+        members: Sequence[dict[str, Any]],
+        best: dict[str, Any],
+        lineage: list[dict[str, Any]],
+        metric_names: Sequence[str],
+    ) -> Path:
+        """The ``best`` run, the root layout, HParams config and the schedule figure (PNG path)."""
+        from tensorboard.plugins.hparams import summary_v2 as hp_summary
+        from torch.utils.tensorboard import SummaryWriter
 
         best_dir = self.run_dir / "best"
         shutil.rmtree(best_dir, ignore_errors=True)  # rewritten whole, also after a resume
@@ -128,7 +136,7 @@ class TensorBoardLogger:
         return figure
 
     def close(self) -> None:
-        for w in self.writers:
+        for w in self.writers.values():
             w.close()
 
 

@@ -46,7 +46,8 @@ def workdir(tmp_path_factory):
     (bad_ckpt / "run.json").write_text(
         json.dumps(json.loads((root / "runs" / "ok" / "run.json").read_text()))
     )
-    (bad_ckpt / "checkpoint-00001.pt").write_bytes(b"not a checkpoint")
+    (bad_ckpt / "checkpoint-00001").mkdir()
+    (bad_ckpt / "checkpoint-00001" / "run.pt").write_bytes(b"not a checkpoint")
     return root
 
 

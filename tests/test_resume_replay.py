@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import rlsched
 from rlsched.agents import PB2, PBT, Fixed
+from rlsched.runner import checkpoint_dirs
 
 SCRIPT = """
 import sys, rlsched
@@ -48,9 +49,7 @@ def test_sigkill_then_resume_gives_the_unbroken_result(agent, tmp_path):
     run_dir = tmp_path / "run"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        done = (
-            [int(p.stem.split("-")[1]) for p in run_dir.glob("checkpoint-*.pt")] if run_dir.exists() else []
-        )
+        done = [int(p.name.split("-")[1]) for p in checkpoint_dirs(run_dir)] if run_dir.exists() else []
         if done and max(done) >= target:
             time.sleep(rng.uniform(0, 0.15))
             break
@@ -67,7 +66,7 @@ def test_sigkill_then_resume_gives_the_unbroken_result(agent, tmp_path):
     assert resumed.best.schedule == unbroken.best.schedule
     lines = (run_dir / "lineage.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == unbroken.lineage
-    assert len(list(run_dir.glob("checkpoint-*.pt"))) == 1  # old ones pruned
+    assert [p.name for p in run_dir.glob("*checkpoint-*")] == ["checkpoint-00010"]  # old ones pruned
     for member in range(4):  # TensorBoard: what was written after the checkpoint is purged, once
         for tag in ("sched/lr", "val/loss", "pbt/clone_from"):
             assert repr(board(run_dir, member, tag)) == repr(
@@ -97,7 +96,9 @@ def test_bad_run_dirs_and_checkpoints_give_clear_errors(tmp_path):
     run_dir = tmp_path / "run"
     with pytest.raises(ValueError, match="already holds a run"):
         rlsched.run("synthetic", PBT(), population=2, logdir=tmp_path)
-    (ckpt,) = run_dir.glob("checkpoint-*.pt")
+    (generation,) = checkpoint_dirs(run_dir)
+    assert sorted(p.name for p in generation.iterdir()) == ["member-00.pt", "member-01.pt", "run.pt"]
+    ckpt = generation / "member-01.pt"
     ckpt.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a readable rlsched checkpoint"):
         rlsched.resume(run_dir)

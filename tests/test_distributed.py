@@ -1,0 +1,175 @@
+"""torchrun with 2 gloo processes: same results as in process, a killed worker, a raising job."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import rlsched
+from rlsched.agents import PBT
+from rlsched.dist import Local, state_bytes, state_from_bytes
+from rlsched.runner import checkpoint_dirs
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+CONFIG = """
+task = "synthetic"
+population = 4
+seed = 3
+budget_samples = {budget}
+decisions = {decisions}
+logdir = "runs"
+name = "{name}"
+[agent]
+type = "PBT"
+"""
+
+
+def flaky_module():
+    spec = importlib.util.spec_from_file_location("flaky_job", Path(__file__).with_name("flaky_job.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun worker runs (OMP_NUM_THREADS=1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def in_process(tmp_path, budget, decisions):
+    return rlsched.run(
+        "synthetic",
+        PBT(),
+        population=4,
+        seed=3,
+        budget_samples=budget,
+        decisions=decisions,
+        logdir=tmp_path / "local",
+        name="run",
+    )
+
+
+def lineage(run_dir):
+    return [json.loads(line) for line in (run_dir / "lineage.jsonl").read_text().splitlines()]
+
+
+def same_run(run_dir, reference):
+    assert lineage(run_dir) == reference.lineage
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result == json.loads((reference.logdir / "result.json").read_text())
+    assert sum(e["event"] == "clone" for e in reference.lineage) >= 2  # states did cross ranks
+
+
+def test_state_bytes_round_trip_without_pickle():
+    state = {"w": torch.arange(6.0).reshape(2, 3), "rng": torch.get_rng_state(), "step": 3, "lr": [0.1]}
+    back = state_from_bytes(state_bytes(state))
+    assert torch.equal(back["w"], state["w"]) and torch.equal(back["rng"], state["rng"])
+    assert back["step"] == 3 and back["lr"] == [0.1]
+    comm = Local()
+    assert comm.all_gather({"a": 1}) == [{"a": 1}] and comm.from_root(lambda: 7) == 7
+
+
+def test_two_gloo_ranks_match_the_in_process_run(tmp_path, one_thread):
+    (tmp_path / "run.toml").write_text(CONFIG.format(budget=20_000, decisions=6, name="two"))
+    out = subprocess.run(
+        [*TORCHRUN, "-m", "rlsched", "run", "run.toml", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2 ranks" in out.stdout and out.stdout.count("best: member") == 1  # rank 0 reports, once
+    run_dir = tmp_path / "runs" / "two"
+    same_run(run_dir, in_process(tmp_path, 20_000, 6))
+    assert sorted(p.name for p in run_dir.glob("member-*")) == [f"member-0{i}" for i in range(4)]
+    (generation,) = checkpoint_dirs(run_dir)
+    assert sorted(p.name for p in generation.iterdir()) == [f"member-0{i}.pt" for i in range(4)] + ["run.pt"]
+
+
+def worker_pids(parent: int) -> dict[int, int]:
+    """``{rank: pid}`` of the torchrun workers under process ``parent``."""
+    found = {}
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            env = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            ranks = [e.split(b"=", 1)[1] for e in env if e.startswith(b"RANK=")]
+            if ranks:
+                found[int(ranks[0])] = int(child)
+    return found
+
+
+def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_unbroken(tmp_path, one_thread):
+    budget, decisions = 120_000, 24
+    (tmp_path / "run.toml").write_text(CONFIG.format(budget=budget, decisions=decisions, name="fault"))
+    proc = subprocess.Popen(
+        [*TORCHRUN, "--max-restarts=1", "-m", "rlsched", "run", "run.toml", "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_dir = tmp_path / "runs" / "fault"
+    killed_at = None
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and killed_at is None:
+        done = checkpoint_dirs(run_dir) if run_dir.exists() else []
+        if done and int(done[-1].name.split("-")[1]) >= 3:
+            workers = worker_pids(proc.pid)
+            os.kill(workers[1], signal.SIGKILL)  # rank 1 dies mid-run
+            killed_at = int(done[-1].name.split("-")[1])
+        time.sleep(0.01)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert killed_at is not None and killed_at < decisions, "the run ended before a worker was killed"
+    assert proc.returncode == 0, stderr[-6000:]
+    assert "torchrun restart 1: resuming" in stderr
+    same_run(run_dir, in_process(tmp_path, budget, decisions))
+    assert [p.name for p in run_dir.glob("*checkpoint-*")] == [f"checkpoint-{decisions:05d}"]
+
+
+def test_a_raising_job_is_logged_and_replaced_like_a_diverged_member(tmp_path, caplog, one_thread):
+    flaky = flaky_module()
+    with caplog.at_level(logging.ERROR, logger="rlsched"):
+        result = flaky.run(str(tmp_path / "local"))
+    assert "member 1 raised during decision 2" in caplog.text
+    assert "RuntimeError: injected failure in member 1" in caplog.text  # the traceback
+    (failed,) = [e for e in result.lineage if e.get("error")]
+    assert failed == {
+        "event": "train",
+        "decision": 2,
+        "member": 1,
+        "hparams": failed["hparams"],
+        "samples": failed["samples"],
+        "val_loss": None,
+        "diverged": True,
+        "error": "RuntimeError: injected failure in member 1",
+    }
+    (replaced,) = [
+        e for e in result.lineage if e["event"] == "clone" and e["decision"] == 3 and e["member"] == 1
+    ]
+    assert replaced["score"] is None and replaced["reason"].startswith("diverged")
+    assert math.isfinite(result.members[1].val_loss) and not result.members[1].diverged
+
+    out = subprocess.run(  # the same under torchrun: the rank hosting member 1 logs and carries on
+        [*TORCHRUN, str(Path(__file__).with_name("flaky_job.py")), str(tmp_path / "dist")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "RuntimeError: injected failure in member 1" in out.stderr
+    assert lineage(tmp_path / "dist" / "flaky") == result.lineage
