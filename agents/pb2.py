@@ -112,5 +112,5 @@ class PB2(PBT):
         super().__init__(*args, explore=GPUCB(candidates), **kwargs)
 
     def config(self) -> dict[str, Any]:
-        config = {k: v for k, v in super().config().items() if k != "explore"}
+        config = {k: v for k, v in super().config().items() if k not in ("explore", "scale_lr")}
         return {**config, "candidates": self.explorer.candidates}

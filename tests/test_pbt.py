@@ -34,14 +34,16 @@ def test_every_diverged_member_is_replaced_by_a_finite_one():
     rung=st.integers(0, 4),
     seed=st.integers(0, 2**32 - 1),
     resample=st.sampled_from([0.0, 0.25, 1.0]),
+    scale_lr=st.booleans(),
 )
-def test_explore_always_stays_in_bounds_and_on_the_ladder(lr, rung, seed, resample):
+def test_explore_always_stays_in_bounds_and_on_the_ladder(lr, rung, seed, resample, scale_lr):
     hp = Hyperparams(lr, SPACE.batch_size[rung])
-    new, changes = explore(hp, SPACE, np.random.default_rng(seed), resample_probability=resample)
+    rng = np.random.default_rng(seed)
+    new, changes = explore(hp, SPACE, rng, resample_probability=resample, scale_lr=scale_lr)
     assert SPACE.contains(new) and changes
     if resample == 0.0:
         assert abs(SPACE.rung(new.batch_size) - rung) <= 1
-        scaled = SPACE.clip_lr(SPACE.scale_lr(lr, hp.batch_size, new.batch_size))
+        scaled = SPACE.clip_lr(SPACE.scale_lr(lr, hp.batch_size, new.batch_size)) if scale_lr else lr
         assert any(new.lr == pytest.approx(SPACE.clip_lr(scaled * f)) for f in (0.8, 1.25))
 
 
