@@ -46,9 +46,7 @@ def worker(args: argparse.Namespace) -> None:
     result = rlsched.run(
         "mnist1d-mlp", PBT(), population=8, seed=args.seed, logdir=args.logdir, name="run", comm=comm
     )
-    per_rank = [0.0] * comm.world
-    for m in result.members:
-        per_rank[comm.owner(m.member_id)] += m.train_seconds
+    per_rank = result.rank_train_seconds
     if comm.rank == 0:
         Path(args.out).write_text(
             json.dumps(

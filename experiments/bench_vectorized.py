@@ -88,11 +88,22 @@ def main() -> None:
     examples = sum(sizes) * args.steps
     timings = {}
     for name, fn in (("sequential", sequential), ("vectorized", vectorized)):
-        fn([copy.deepcopy(m) for m in models], x, y, sizes, 5, 0.05, torch.Generator().manual_seed(0))  # warm up
+        fn(
+            [copy.deepcopy(m) for m in models], x, y, sizes, 5, 0.05, torch.Generator().manual_seed(0)
+        )  # warm up
         timings[name] = fn(
-            [copy.deepcopy(m) for m in models], x, y, sizes, args.steps, 0.05, torch.Generator().manual_seed(1)
+            [copy.deepcopy(m) for m in models],
+            x,
+            y,
+            sizes,
+            args.steps,
+            0.05,
+            torch.Generator().manual_seed(1),
         )
-    print(f"{args.members} members, batch sizes {sorted(set(sizes))}, {args.steps} steps, {args.threads} thread(s)")
+    print(
+        f"{args.members} members, batch sizes {sorted(set(sizes))}, {args.steps} steps, "
+        f"{args.threads} thread(s)"
+    )
     for name, seconds in timings.items():
         print(f"{name:<11} {seconds:6.2f} s  {examples / seconds:>10.0f} examples/s")
     print(f"vectorized / sequential throughput: {timings['sequential'] / timings['vectorized']:.2f}x")

@@ -5,10 +5,12 @@ The runner is written once against :class:`Comm`. ``Local`` is a population in o
 
     torchrun --standalone --nproc-per-node=2 -m rlsched run CONFIG.toml
 
-Member ``i`` lives on rank ``i % world``. Per generation (decision interval):
+Member ``i`` starts on rank ``i % world``. Per generation (decision interval):
 
-    rank 0   decides for every member (the agent and its RNG live on rank 0 only) -> broadcast
-    owners   send each donor's job state to the ranks that host its recipients     -> send/recv
+    rank 0   decides for every member (the agent and its RNG live on rank 0 only), and
+             places the members on ranks to balance their predicted training time  -> broadcast
+    holders  send each donor's job state to the ranks that host its recipients,
+             and a moved member's state to its new rank                            -> send/recv
     all      train and evaluate their own members, then share the new records      -> all_gather
 
 Everything that crosses is JSON text or ``torch.save`` bytes read back with ``weights_only=True``:
@@ -21,9 +23,10 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 
@@ -33,13 +36,13 @@ class Comm(Protocol):
     rank: int
     world: int
 
-    def owner(self, member_id: int) -> int: ...
-
     def from_root(self, make: Callable[[], Any]) -> Any: ...
 
     def all_gather(self, value: Any) -> list[Any]: ...
 
-    def exchange(self, states: dict[int, dict[str, Any]], wanted: dict[int, set[int]]) -> dict[int, Any]: ...
+    def exchange(
+        self, states: dict[int, dict[str, Any]], wanted: dict[int, set[int]], holders: list[int]
+    ) -> dict[int, Any]: ...
 
     def barrier(self) -> None: ...
 
@@ -49,20 +52,72 @@ class Local:
 
     rank, world = 0, 1
 
-    def owner(self, member_id: int) -> int:
-        return 0
-
     def from_root(self, make: Callable[[], Any]) -> Any:
         return make()
 
     def all_gather(self, value: Any) -> list[Any]:
         return [value]
 
-    def exchange(self, states: dict[int, dict[str, Any]], wanted: dict[int, set[int]]) -> dict[int, Any]:
+    def exchange(
+        self, states: dict[int, dict[str, Any]], wanted: dict[int, set[int]], holders: list[int]
+    ) -> dict[int, Any]:
         return states
 
     def barrier(self) -> None:
         pass
+
+
+def predicted_costs(
+    seconds: Sequence[float], batch_sizes: Sequence[int], next_batch_sizes: Sequence[int]
+) -> list[float]:
+    """Each member's predicted training time for the next interval, from the last interval's times.
+
+    Time per example is modelled as ``a + b / batch_size`` (a per-example cost plus a per-step
+    cost spread over the batch), fitted by least squares to the last interval's members; with a
+    single batch size in use, the mean time per member is the prediction for all of them.
+    """
+    x = np.array([1.0 / b for b in batch_sizes])
+    y = np.asarray(seconds, dtype=float)
+    if len(set(batch_sizes)) < 2 or not np.all(np.isfinite(y)):
+        mean = float(np.mean(y)) if len(y) and np.all(np.isfinite(y)) else 1.0
+        return [mean] * len(next_batch_sizes)
+    b, a = np.polyfit(x, y, 1)
+    a, b = max(float(a), 0.0), max(float(b), 0.0)
+    return [a + b / n for n in next_batch_sizes]
+
+
+def balance(costs: Sequence[float], current: Sequence[int], world: int, *, slack: float = 0.03) -> list[int]:
+    """Member -> rank for the next generation, given each member's predicted ``costs``.
+
+    From ``current``, repeatedly take the move of one member off the busiest rank, or the swap of
+    two members, that most lowers the busier of the two ranks involved, while one helps. The result
+    is kept only if it lowers the predicted slowest rank by more than ``slack``, so members move
+    (their states cross the network) only for a real gain.
+    """
+    placement, loads = list(current), [0.0] * world
+    for cost, rank in zip(costs, placement):
+        loads[rank] += cost
+    before = max(loads)
+    for _ in range(len(costs)):
+        busiest = max(range(world), key=lambda r: (loads[r], -r))
+        best: tuple[float, int, int, int | None] | None = None  # (new peak, leaving, to rank, arriving)
+        for i in (i for i in range(len(costs)) if placement[i] == busiest):
+            for r in (r for r in range(world) if r != busiest):
+                for k in [None] + [k for k in range(len(costs)) if placement[k] == r]:
+                    back = costs[k] if k is not None else 0.0
+                    peak = max(loads[busiest] - costs[i] + back, loads[r] + costs[i] - back)
+                    if peak < (best[0] if best else loads[busiest]) - 1e-12:
+                        best = (peak, i, r, k)
+        if best is None:
+            break
+        _, i, r, k = best
+        back = costs[k] if k is not None else 0.0
+        loads[busiest] += back - costs[i]
+        loads[r] += costs[i] - back
+        placement[i] = r
+        if k is not None:
+            placement[k] = busiest
+    return placement if max(loads) < before * (1 - slack) else list(current)
 
 
 def state_bytes(state: dict[str, Any]) -> bytes:
@@ -88,9 +143,6 @@ class TorchComm:
             if dist.get_backend() == "nccl"
             else torch.device("cpu")
         )
-
-    def owner(self, member_id: int) -> int:
-        return member_id % self.world
 
     # -- bytes ------------------------------------------------------------------------------
     def _tensor(self, data: bytes) -> torch.Tensor:
@@ -136,17 +188,22 @@ class TorchComm:
         self.dist.all_gather(buffers, padded)
         return [json.loads(b[: int(s)].cpu().numpy().tobytes()) for b, s in zip(buffers, sizes)]
 
-    def exchange(self, states: dict[int, dict[str, Any]], wanted: dict[int, set[int]]) -> dict[int, Any]:
-        """Job states of the donors this rank needs, given ``states`` (this rank's donors) and
-        ``wanted`` (donor -> ranks that need it, the same on every rank). Point to point: a state
-        travels once to each rank that hosts one of its recipients, and to no other."""
+    def exchange(
+        self, states: dict[int, dict[str, Any]], wanted: dict[int, set[int]], holders: list[int]
+    ) -> dict[int, Any]:
+        """The job states this rank needs: ``states`` are the ones it holds, ``wanted`` maps a member
+        to the ranks that need its state, ``holders`` each member's rank (both the same on every
+        rank). Point to point: a state travels once to each rank that needs it, and nowhere else."""
+        out = {j: s for j, s in states.items() if self.rank in wanted.get(j, set())}
+        if not any(ranks - {holders[j]} for j, ranks in wanted.items()):
+            return out  # nothing crosses ranks this generation (every rank knows it alike)
         sends = {j: state_bytes(s) for j, s in states.items() if wanted.get(j, set()) - {self.rank}}
         sizes: dict[int, int] = {}
         for table in self.all_gather({str(j): len(b) for j, b in sends.items()}):
             sizes.update({int(j): n for j, n in table.items()})
         ops, received = [], {}
         for j in sorted(wanted):
-            source = self.owner(j)
+            source = holders[j]
             for target in sorted(wanted[j] - {source}):
                 if source == self.rank:
                     ops.append(self.dist.P2POp(self.dist.isend, self._tensor(sends[j]), target, tag=j))
@@ -156,7 +213,6 @@ class TorchComm:
         if ops:
             for work in self.dist.batch_isend_irecv(ops):
                 work.wait()
-        out = {j: s for j, s in states.items() if self.rank in wanted.get(j, set())}
         out.update({j: state_from_bytes(t.cpu().numpy().tobytes()) for j, t in received.items()})
         return out
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from rlsched.agent import Agent, Decision, MemberView, PopulationView, ranks, score
 from rlsched.checkpoint import atomic_write_bytes, atomic_write_json, finite, load_checkpoint, save_checkpoint
-from rlsched.dist import Comm, Local
+from rlsched.dist import Comm, Local, balance, predicted_costs
 from rlsched.job import TrainingJob, interval_sizes
 from rlsched.member import Member, Record
 from rlsched.space import Hyperparams, HyperparamSpace
@@ -72,6 +72,7 @@ class RunResult:
     wall_seconds: float
     train_seconds: float
     logdir: Path | None = None
+    rank_train_seconds: list[float] = field(default_factory=list)  # per torchrun rank (one in process)
 
 
 @dataclass
@@ -149,6 +150,10 @@ class Runner:
         self.initial = space.check(initial, "initial")
         self.seed, self.run_dir = int(seed), run_dir
         self.comm: Comm = comm or Local()
+        self.placement = [i % self.comm.world for i in range(population)]  # member -> rank
+        self.seconds: list[float] | None = None  # each member's training time in the last interval
+        self.spare: list[TrainingJob] = []  # jobs of members that moved away, for ones that arrive
+        self.busy = 0.0  # this rank's time in training
         self.board: TensorBoardLogger | None = None
         self.progress = progress  # called as progress(member-intervals done, total, best val loss)
 
@@ -157,7 +162,7 @@ class Runner:
         return self.comm.rank == 0
 
     def local(self, member_id: int) -> bool:
-        return self.comm.owner(member_id) == self.comm.rank
+        return self.placement[member_id] == self.comm.rank
 
     def _members(self, seeds: list[int], hps: list[Hyperparams]) -> list[Member]:
         """Every member; one hosted elsewhere is a shadow with no job (``job=None``), only a history."""
@@ -216,40 +221,56 @@ class Runner:
         )
         return PopulationView(state.decision, self.decisions, self.space, views)
 
-    def _decide(self, state: _State) -> list[dict[str, Any]]:
-        """The agent's decisions (rank 0 only), checked against the space."""
+    def _decide(self, state: _State) -> dict[str, Any]:
+        """The agent's decisions (rank 0 only), checked against the space, and where each member
+        trains next: placed to balance the ranks' predicted training time (see ``dist.balance``)."""
         decisions = list(self.agent.decide(self.view(state), state.rng))
         if len(decisions) != self.population:
             raise RuntimeError(f"agent returned {len(decisions)} decisions for {self.population} members")
-        return [
-            _decision_dict(replace(c, hparams=self.space.check(c.hparams, f"decision for member {i}")))
+        decisions = [
+            replace(c, hparams=self.space.check(c.hparams, f"decision for member {i}"))
             for i, c in enumerate(decisions)
         ]
+        placement = self.placement
+        if self.comm.world > 1 and self.seconds is not None:
+            costs = predicted_costs(
+                self.seconds,
+                [m.hparams.batch_size for m in state.members],
+                [c.hparams.batch_size for c in decisions],
+            )
+            placement = balance(costs, self.placement, self.comm.world)
+        return {"decisions": [_decision_dict(c) for c in decisions], "placement": placement}
 
     def step(self, state: _State) -> None:
         """Decide (from the second interval on), clone, train and evaluate every member once."""
         d, members = state.decision, state.members
+        placement = self.placement
         if d == 0:
             decisions = [Decision(m.hparams) for m in members]
         else:
-            decisions = [_decision(c) for c in self.comm.from_root(lambda: self._decide(state))]
+            decided = self.comm.from_root(lambda: self._decide(state))
+            decisions, placement = [_decision(c) for c in decided["decisions"]], decided["placement"]
         clones = {i: c.clone_from for i, c in enumerate(decisions) if c.clone_from not in (None, i)}
-        wanted: dict[int, set[int]] = {}  # donor -> ranks hosting one of its recipients
-        for i, j in clones.items():
-            wanted.setdefault(j, set()).add(self.comm.owner(i))
-        # snapshot every donor before anyone trains; a state travels only to ranks that need it
-        donor_jobs = self.comm.exchange(
-            {j: members[j].job.state_dict() for j in wanted if self.local(j)}, wanted
+        moved = {i for i in range(self.population) if placement[i] != self.placement[i]}
+        wanted: dict[int, set[int]] = {}  # member -> ranks that need its job state
+        for i in set(clones) | moved:
+            wanted.setdefault(clones.get(i, i), set()).add(placement[i])
+        # snapshot every needed state before anyone trains; each travels only to ranks that need it
+        states = self.comm.exchange(
+            {j: members[j].job.state_dict() for j in wanted if self.local(j)}, wanted, self.placement
         )
-        donor_history = {j: list(members[j].history) for j in wanted}
+        donor_history = {j: list(members[j].history) for j in set(clones.values())}
         before = [(m.hparams, score(m.last)) for m in members]
+        previous = [m.train_seconds for m in members]
+        self._move(state, placement)
 
         outcomes: dict[str, Any] = {}
         for i, (member, choice) in enumerate(zip(members, decisions)):
             if not self.local(i):
                 continue
+            if i in clones or i in moved:
+                member.job.load_state_dict(states[clones.get(i, i)])
             if i in clones:
-                member.job.load_state_dict(donor_jobs[clones[i]])
                 member.history = list(donor_history[clones[i]])
             error = self._advance(member, choice.hparams, self.intervals[d], d)
             outcomes[str(i)] = {
@@ -261,7 +282,12 @@ class Runner:
                 best = min((m.last.val_loss for m in members[: i + 1] if not m.diverged), default=math.nan)
                 self.progress(d * self.population + i + 1, self.decisions * self.population, best)
 
-        for i, out in self._share(outcomes).items():
+        self.busy += sum(
+            members[i].train_seconds - previous[i] for i in range(self.population) if self.local(i)
+        )
+        shared = self._share(outcomes)
+        self.seconds = [shared[i]["seconds"] - previous[i] for i in range(self.population)]
+        for i, out in shared.items():
             member, choice = members[i], decisions[i]
             if i in clones:
                 state.origins[i] = state.origins[clones[i]]
@@ -274,6 +300,22 @@ class Runner:
             best = min((m.last.val_loss for m in members if not m.diverged), default=math.nan)
             self.progress((d + 1) * self.population, self.decisions * self.population, best)
         state.decision += 1
+
+    def _move(self, state: _State, placement: list[int]) -> None:
+        """Apply the next placement on this rank: a member that leaves hands its job object to the
+        spares; one that arrives takes a spare (or a new job from the factory), and its state is
+        loaded before it trains. Its TensorBoard run continues in a new event file."""
+        rank = self.comm.rank
+        for i, m in enumerate(state.members):
+            if self.placement[i] == rank and placement[i] != rank:
+                self.spare.append(m.job)
+                m.job = None  # type: ignore[assignment]
+                if self.board:
+                    self.board.release(i)
+        for i, m in enumerate(state.members):
+            if placement[i] == rank and self.placement[i] != rank:
+                m.job = self.spare.pop() if self.spare else self.job_factory(state.seeds[i])
+        self.placement = list(placement)
 
     def _advance(self, member: Member, hp: Hyperparams, samples: int, decision: int) -> str | None:
         """Train one interval. A job that raises is logged with its traceback and recorded as
@@ -470,6 +512,7 @@ class Runner:
                 },
             )
         wall = self.comm.from_root(lambda: wall)  # rank 0's clock, on every rank
+        busy = self.comm.all_gather(self.busy)
         self.comm.barrier()  # every rank's files are written when run() returns
         return RunResult(
             best,
@@ -479,6 +522,7 @@ class Runner:
             wall,
             sum(m.train_seconds for m in state.members),
             self.run_dir,
+            busy,
         )
 
     def _finish_board(self, state: _State, results: list[MemberResult], best: MemberResult) -> None:
@@ -503,7 +547,7 @@ class Runner:
             }
             for r in results
         ]
-        self.board.finish_members(members)
+        self.board.finish_members([m for m in members if self.local(m["member"])])
         if self.root:
             self.board.finish_root(
                 members,

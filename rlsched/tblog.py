@@ -56,15 +56,29 @@ class TensorBoardLogger:
             for i in members
         }
 
+    def writer(self, member_id: int) -> Any:
+        """The member's writer, opened (a new event file in its run) when it is not open here."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        if member_id not in self.writers:
+            self.writers[member_id] = SummaryWriter(str(self.run_dir / member_run(member_id)), flush_secs=5)
+        return self.writers[member_id]
+
+    def release(self, member_id: int) -> None:
+        """Close the member's writer: it moved to another rank, which writes its run from now on.
+        (TensorBoard reads a run's event files in order and never goes back to an older one.)"""
+        if member_id in self.writers:
+            self.writers.pop(member_id).close()
+
     def start(self, member_id: int, record: Record) -> None:
-        w = self.writers[member_id]
+        w = self.writer(member_id)
         w.add_scalar("sched/lr", record.hparams.lr, 0)
         w.add_scalar("sched/batch_size", record.hparams.batch_size, 0)
         self._metrics(w, "val", record.metrics, 0)
 
     def interval(self, member_id: int, start: int, record: Record, clone_from: int | None, text: str) -> None:
         """One trained interval ``(start, record.samples]`` of a member, and how it began."""
-        w, end = self.writers[member_id], record.samples
+        w, end = self.writer(member_id), record.samples
         for step in (start + 1, end):
             w.add_scalar("sched/lr", record.hparams.lr, step)
             w.add_scalar("sched/batch_size", record.hparams.batch_size, step)
@@ -85,9 +99,7 @@ class TensorBoardLogger:
         from tensorboard.plugins.hparams import summary_v2 as hp_summary
 
         for m in members:
-            w = self.writers.get(m["member"])
-            if w is None:
-                continue
+            w = self.writer(m["member"])
             step = m["samples"]
             if m["test_metrics"]:
                 self._metrics(w, "test", m["test_metrics"], step)

@@ -18,7 +18,7 @@ import torch
 
 import rlsched
 from rlsched.agents import PBT
-from rlsched.dist import Local, state_bytes, state_from_bytes
+from rlsched.dist import Local, balance, predicted_costs, state_bytes, state_from_bytes
 from rlsched.runner import checkpoint_dirs
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
@@ -145,31 +145,53 @@ def test_a_raising_job_is_logged_and_replaced_like_a_diverged_member(tmp_path, c
     flaky = flaky_module()
     with caplog.at_level(logging.ERROR, logger="rlsched"):
         result = flaky.run(str(tmp_path / "local"))
-    assert "member 1 raised during decision 2" in caplog.text
-    assert "RuntimeError: injected failure in member 1" in caplog.text  # the traceback
+    assert "member 2 raised during decision 2" in caplog.text
+    assert "RuntimeError: injected failure in member 2" in caplog.text  # the traceback
     (failed,) = [e for e in result.lineage if e.get("error")]
     assert failed == {
         "event": "train",
         "decision": 2,
-        "member": 1,
+        "member": 2,
         "hparams": failed["hparams"],
         "samples": failed["samples"],
         "val_loss": None,
         "diverged": True,
-        "error": "RuntimeError: injected failure in member 1",
+        "error": "RuntimeError: injected failure in member 2",
     }
     (replaced,) = [
-        e for e in result.lineage if e["event"] == "clone" and e["decision"] == 3 and e["member"] == 1
+        e for e in result.lineage if e["event"] == "clone" and e["decision"] == 3 and e["member"] == 2
     ]
     assert replaced["score"] is None and replaced["reason"].startswith("diverged")
-    assert math.isfinite(result.members[1].val_loss) and not result.members[1].diverged
+    assert math.isfinite(result.members[2].val_loss) and not result.members[2].diverged
 
-    out = subprocess.run(  # the same under torchrun: the rank hosting member 1 logs and carries on
+    out = subprocess.run(  # the same under torchrun: the rank hosting member 2 logs and carries on
         [*TORCHRUN, str(Path(__file__).with_name("flaky_job.py")), str(tmp_path / "dist")],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "RuntimeError: injected failure in member 1" in out.stderr
+    assert "RuntimeError: injected failure in member 2" in out.stderr
     assert lineage(tmp_path / "dist" / "flaky") == result.lineage
+
+
+def test_balance_keeps_a_good_placement_and_fixes_a_bad_one_with_few_moves():
+    current = [0, 1, 0, 1]
+    assert balance([1.0, 1.0, 1.0, 1.0], current, 2) == current  # already balanced: nobody moves
+    assert balance([1.0, 1.02, 1.0, 1.0], current, 2) == current  # gain under the slack
+    # rank 0 holds both heavy members (predicted 8 vs 2): one of them swaps with a light one
+    placement = balance([4.0, 1.0, 4.0, 1.0], current, 2)
+    loads = [sum(c for c, r in zip([4.0, 1.0, 4.0, 1.0], placement) if r == k) for k in (0, 1)]
+    assert loads == [5.0, 5.0] and sum(a != b for a, b in zip(placement, current)) == 2
+    assert balance([3.0, 1.0, 1.0, 1.0, 1.0, 1.0], [0, 0, 0, 1, 1, 1], 2) == [0, 1, 0, 1, 1, 1]  # one move
+    costs = [5.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 9.0]
+    three = balance(costs, [0, 1, 2] * 3, 3)  # loads 7, 3, 11 -> the 9 alone, the rest spread
+    assert max(sum(c for c, r in zip(costs, three) if r == k) for k in range(3)) == 9.0
+
+
+def test_predicted_costs_follow_the_batch_size():
+    # 1 s per interval at batch 32 and 0.25 s at 512: a per-step cost that shrinks with the batch
+    costs = predicted_costs([1.0, 0.25, 1.0], [32, 512, 32], [32, 512, 128])
+    assert costs[0] == pytest.approx(1.0) and costs[1] == pytest.approx(0.25)
+    assert 0.25 < costs[2] < 1.0
+    assert predicted_costs([2.0, 4.0], [64, 64], [64, 128]) == [3.0, 3.0]  # one batch size: the mean
