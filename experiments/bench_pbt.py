@@ -5,7 +5,9 @@ Setup (issue 3): population 8, SGD momentum 0.9, 384k training examples per memb
 (mean +- std), test accuracy of the best member, wall time, and wall time / pure training time
 (the summed time inside the members' ``train`` calls).
 
-    python experiments/bench_pbt.py [--seeds 0 1 2] [--threads 1]
+    python experiments/bench_pbt.py [--seeds 0 1 2] [--threads 1] [--quantile-fraction 0.25]
+
+``--quantile-fraction`` sets PBT's, PB2's and Ray Tune's alike (0.25: the issue's setup).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import rlsched
 from rlsched.agents import PB2, PBT, GridSearch, Schedule
 
 METHODS = {
-    "PBT": lambda: PBT(),
-    "PB2": lambda: PB2(),
-    "cosine grid (bs 128)": lambda: GridSearch(list(np.geomspace(0.01, 0.5, 8)), [128], Schedule("cosine")),
+    "PBT": lambda q: PBT(quantile_fraction=q),
+    "PB2": lambda q: PB2(quantile_fraction=q),
+    "cosine grid (bs 128)": lambda q: GridSearch(list(np.geomspace(0.01, 0.5, 8)), [128], Schedule("cosine")),
 }
 
 
@@ -38,7 +40,7 @@ class RayResult:
     train_seconds: float
 
 
-def ray_pbt(seed: int, threads: int, budget_samples: int) -> RayResult:
+def ray_pbt(seed: int, threads: int, budget_samples: int, quantile_fraction: float = 0.25) -> RayResult:
     """Ray Tune's PopulationBasedTraining on the same job: same space, mutations, interval, budget.
 
     Each trial trains the rlsched job through ``train``/``evaluate`` (so the training code is the
@@ -99,7 +101,7 @@ def ray_pbt(seed: int, threads: int, budget_samples: int) -> RayResult:
         metric="val_loss",
         mode="min",
         perturbation_interval=1,
-        quantile_fraction=0.25,
+        quantile_fraction=quantile_fraction,
         resample_probability=0.25,
         perturbation_factors=(1.25, 0.8),
         hyperparam_mutations={"lr": tune.loguniform(*space.lr), "batch_size": list(space.batch_size)},
@@ -132,6 +134,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--budget-samples", type=int, default=384_000, help="examples per member")
+    parser.add_argument("--quantile-fraction", type=float, default=0.25, help="PBT's, PB2's and Ray's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
@@ -144,10 +147,16 @@ def main() -> None:
     rows = {}
     for name, make in methods.items():
         if make is None:
-            runs = [ray_pbt(s, args.threads, args.budget_samples) for s in args.seeds]
+            runs = [ray_pbt(s, args.threads, args.budget_samples, args.quantile_fraction) for s in args.seeds]
         else:
             runs = [
-                rlsched.run("mnist1d-mlp", make(), population=8, seed=s, budget_samples=args.budget_samples)
+                rlsched.run(
+                    "mnist1d-mlp",
+                    make(args.quantile_fraction),
+                    population=8,
+                    seed=s,
+                    budget_samples=args.budget_samples,
+                )
                 for s in args.seeds
             ]
         rows[name] = runs
@@ -160,7 +169,7 @@ def main() -> None:
             )
     print(
         f"\nmnist1d-mlp, population 8, {args.budget_samples} examples per member, "
-        f"seeds {args.seeds}, {args.threads} thread(s)"
+        f"seeds {args.seeds}, {args.threads} thread(s), quantile fraction {args.quantile_fraction}"
     )
     print("| method | best val loss | test accuracy | wall s | wall / pure training |")
     print("|---|---|---|---|---|")

@@ -175,6 +175,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from rlsched.compare import compare
     from rlsched.config import apply_sets, compare_config, read_toml
+    from rlsched.dist import under_torchrun
+
+    if under_torchrun():
+        raise ValueError("compare: runs in one process; under torchrun, launch `rlsched run CONFIG`")
 
     data = apply_sets(read_toml(args.config), args.set or [])
     config, space, initial, budget, decisions = compare_config(data)

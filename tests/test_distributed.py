@@ -195,3 +195,46 @@ def test_predicted_costs_follow_the_batch_size():
     assert costs[0] == pytest.approx(1.0) and costs[1] == pytest.approx(0.25)
     assert 0.25 < costs[2] < 1.0
     assert predicted_costs([2.0, 4.0], [64, 64], [64, 128]) == [3.0, 3.0]  # one batch size: the mean
+
+
+def test_a_run_killed_in_process_resumes_on_two_ranks(tmp_path, one_thread):
+    budget, decisions = 120_000, 24
+    script = (
+        "import sys, torch, rlsched\nfrom rlsched.agents import PBT\ntorch.set_num_threads(1)\n"
+        f"rlsched.run('synthetic', PBT(), population=4, seed=3, budget_samples={budget}, "
+        f"decisions={decisions}, logdir=sys.argv[1], name='run')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "killed")])
+    run_dir = tmp_path / "killed" / "run"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        done = checkpoint_dirs(run_dir) if run_dir.exists() else []
+        if done and int(done[-1].name.split("-")[1]) >= 3:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "result.json").exists(), "the run finished before it could be killed"
+    out = subprocess.run(
+        [*TORCHRUN, "-m", "rlsched", "resume", str(run_dir), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    same_run(run_dir, in_process(tmp_path, budget, decisions))
+
+
+def test_compare_refuses_torchrun_with_one_clear_line(tmp_path):
+    (tmp_path / "c.toml").write_text('task = "synthetic"\nseeds = [0]\n[agents.a]\ntype = "PBT"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "rlsched", "compare", "c.toml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "x"},
+    )
+    assert (
+        out.returncode == 2 and out.stderr.count("\n") == 1 and "compare: runs in one process" in out.stderr
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
