@@ -255,8 +255,28 @@ def current() -> Comm:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    dist.init_process_group(backend, store=_attempt_store(rank, world), rank=rank, world_size=world)
+    dist.init_process_group(
+        backend, store=_attempt_store(rank, world), rank=rank, world_size=world, timeout=collective_timeout()
+    )
     return TorchComm()
+
+
+def collective_timeout():
+    """How long a rank may wait in a collective: ranks wait for the slowest one's interval every
+    generation, so the default is generous (``RLSCHED_COLLECTIVE_TIMEOUT_MINUTES``, default 180).
+    A dead worker does not wait this long: torchrun stops the group as soon as one exits."""
+    from datetime import timedelta
+
+    minutes = os.environ.get("RLSCHED_COLLECTIVE_TIMEOUT_MINUTES", "180")
+    try:
+        value = float(minutes)
+        if not value > 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"RLSCHED_COLLECTIVE_TIMEOUT_MINUTES: expected a positive number of minutes, got {minutes!r}"
+        ) from None
+    return timedelta(minutes=value)
 
 
 def _attempt_store(rank: int, world: int):

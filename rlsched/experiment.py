@@ -145,7 +145,7 @@ def run(
 
 def is_restart_of(run_dir: Path) -> bool:
     """True when this process is a ``torchrun`` elastic restart of the launch that made ``run_dir``."""
-    if dist.restart_count() == 0 or dist.launch_id() is None or (run_dir / "result.json").exists():
+    if dist.restart_count() == 0 or dist.launch_id() is None:
         return False
     try:
         return json.loads((run_dir / "run.json").read_text()).get("launch") == dist.launch_id()
@@ -154,7 +154,8 @@ def is_restart_of(run_dir: Path) -> bool:
 
 
 def find_restart(logdir: Path) -> Path | None:
-    """The unfinished run under ``logdir`` that an earlier attempt of this ``torchrun`` launch made."""
+    """The run under ``logdir`` that an earlier attempt of this ``torchrun`` launch made (resuming
+    a finished one only rewrites its result)."""
     if dist.restart_count() == 0:
         return None
     return next((p.parent for p in sorted(Path(logdir).glob("*/run.json")) if is_restart_of(p.parent)), None)
@@ -219,11 +220,17 @@ def resume(
     )
     started = time.perf_counter()
     checkpoints = checkpoint_dirs(run_dir)
+    legacy = sorted(run_dir.glob("checkpoint-*.pt"))
+    if legacy and not checkpoints:
+        raise ValueError(
+            f"checkpoint: {legacy[-1]} is a single-file checkpoint of an older rlsched; "
+            "this version resumes generation directories (checkpoint-NNNNN/) only"
+        )
     comm.barrier()  # every rank has chosen the checkpoint before rank 0 may write a newer one
     if not checkpoints:  # killed before the first checkpoint: start over
         if comm.rank == 0:
             (run_dir / "lineage.jsonl").unlink(missing_ok=True)
-        state = runner.start()
+        state = runner.start(purge_board=True)
         runner.checkpoint(state)
     else:
         state = runner.restore(checkpoints[-1])

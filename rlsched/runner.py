@@ -152,7 +152,6 @@ class Runner:
         self.comm: Comm = comm or Local()
         self.placement = [i % self.comm.world for i in range(population)]  # member -> rank
         self.seconds: list[float] | None = None  # each member's training time in the last interval
-        self.spare: list[TrainingJob] = []  # jobs of members that moved away, for ones that arrive
         self.busy = 0.0  # this rank's time in training
         self.board: TensorBoardLogger | None = None
         self.progress = progress  # called as progress(member-intervals done, total, best val loss)
@@ -179,7 +178,9 @@ class Runner:
         return dict(sorted(shared.items()))  # member order, whatever the ranks
 
     # -- the loop ---------------------------------------------------------------------------
-    def start(self) -> _State:
+    def start(self, purge_board: bool = False) -> _State:
+        """Build, evaluate and log every member at decision 0. ``purge_board`` drops TensorBoard
+        points an earlier, killed attempt wrote (a resume that found no checkpoint)."""
         rng = np.random.default_rng(self.seed)
 
         def initial() -> list[dict[str, Any]]:
@@ -195,7 +196,11 @@ class Runner:
                 members[i].history = [Record.from_dict(record)]
         state = _State(0, members, seeds, list(range(self.population)), rng)
         if self.run_dir is not None:
-            self.board = TensorBoardLogger(self.run_dir, [i for i in range(self.population) if self.local(i)])
+            self.board = TensorBoardLogger(
+                self.run_dir,
+                [i for i in range(self.population) if self.local(i)],
+                purge_after=-1 if purge_board else None,
+            )
         for m in members:
             self._event(state, "start", m.member_id, hparams=m.hparams.to_dict(), val_loss=m.last.val_loss)
             if self.board and self.local(m.member_id):
@@ -286,11 +291,12 @@ class Runner:
             members[i].train_seconds - previous[i] for i in range(self.population) if self.local(i)
         )
         shared = self._share(outcomes)
+        origins = list(state.origins)  # a donor cloned in this generation still lends its old origin
         self.seconds = [shared[i]["seconds"] - previous[i] for i in range(self.population)]
         for i, out in shared.items():
             member, choice = members[i], decisions[i]
             if i in clones:
-                state.origins[i] = state.origins[clones[i]]
+                state.origins[i] = origins[clones[i]]
             if not self.local(i):
                 member.history = list(donor_history[clones[i]]) if i in clones else member.history
                 member.history.append(Record.from_dict(out["record"]))
@@ -302,19 +308,17 @@ class Runner:
         state.decision += 1
 
     def _move(self, state: _State, placement: list[int]) -> None:
-        """Apply the next placement on this rank: a member that leaves hands its job object to the
-        spares; one that arrives takes a spare (or a new job from the factory), and its state is
-        loaded before it trains. Its TensorBoard run continues in a new event file."""
+        """Apply the next placement on this rank: a member that leaves drops its job here; one that
+        arrives gets a job built from its own seed, as in process, and its state is loaded before
+        it trains. Its TensorBoard run continues in a new event file."""
         rank = self.comm.rank
         for i, m in enumerate(state.members):
             if self.placement[i] == rank and placement[i] != rank:
-                self.spare.append(m.job)
                 m.job = None  # type: ignore[assignment]
                 if self.board:
                     self.board.release(i)
-        for i, m in enumerate(state.members):
-            if placement[i] == rank and self.placement[i] != rank:
-                m.job = self.spare.pop() if self.spare else self.job_factory(state.seeds[i])
+            elif placement[i] == rank and self.placement[i] != rank:
+                m.job = self.job_factory(state.seeds[i])
         self.placement = list(placement)
 
     def _advance(self, member: Member, hp: Hyperparams, samples: int, decision: int) -> str | None:
@@ -500,6 +504,9 @@ class Runner:
         best = max(results, key=lambda r: (-math.inf if r.diverged else -r.val_loss, -r.member_id))
         if self.board is not None:
             self._finish_board(state, results, best)
+        wall = self.comm.from_root(lambda: wall)  # rank 0's clock, on every rank
+        busy = self.comm.all_gather(self.busy)
+        self.comm.barrier()  # every rank's files are written before result.json says "finished"
         if self.run_dir is not None and self.root:
             atomic_write_json(
                 self.run_dir / "result.json",
@@ -511,9 +518,6 @@ class Runner:
                     "seed_of_best_origin": state.seeds[state.origins[best.member_id]],
                 },
             )
-        wall = self.comm.from_root(lambda: wall)  # rank 0's clock, on every rank
-        busy = self.comm.all_gather(self.busy)
-        self.comm.barrier()  # every rank's files are written when run() returns
         return RunResult(
             best,
             results,

@@ -165,3 +165,42 @@ def test_pbt_beats_every_constant_lr_on_the_noisy_quadratic():
     assert pbt.best.val_loss < best_constant
     lrs = [hp.lr for _, hp in pbt.best.schedule]
     assert lrs[-1] < lrs[0]  # and the schedule it found decays
+
+
+class CloneChain:
+    """In the same generation member 1 copies member 0 and member 2 copies member 1."""
+
+    def initial(self, population, space, initial, decisions, rng):
+        return [initial] * population
+
+    def decide(self, view, rng):
+        hp = view.members[0].hparams
+        return [Decision(hp), Decision(hp, clone_from=0), Decision(hp, clone_from=1)]
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_a_clone_of_a_member_cloned_in_the_same_generation_takes_its_old_weights():
+    task = get_task("synthetic")
+    runner = Runner(
+        task.build,
+        CloneChain(),
+        space=task.space,
+        population=3,
+        budget_samples=3000,
+        decisions=3,
+        initial=task.initial,
+        seed=0,
+        run_dir=None,
+    )
+    state = runner.start()
+    runner.step(state)
+    before = [m.last for m in state.members]
+    runner.step(state)  # 1 <- 0 and 2 <- 1, from the snapshots taken before anyone changed
+    assert state.origins == [0, 0, 1]
+    assert state.members[1].history[-2] == before[0] and state.members[2].history[-2] == before[1]
+    assert state.members[0].last.val_loss == state.members[1].last.val_loss  # same weights, same hp

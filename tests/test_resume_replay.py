@@ -1,6 +1,7 @@
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,3 +115,8 @@ def test_bad_run_dirs_and_checkpoints_give_clear_errors(tmp_path):
     torch.save({"format": "something-else"}, ckpt)
     with pytest.raises(ValueError, match="has format 'something-else'"):
         rlsched.resume(run_dir)
+    shutil.rmtree(generation)  # a run directory from the single-file checkpoint era is refused, kept
+    (run_dir / "checkpoint-00002.pt").write_bytes(b"old")
+    with pytest.raises(ValueError, match="single-file checkpoint of an older rlsched"):
+        rlsched.resume(run_dir)
+    assert (run_dir / "lineage.jsonl").exists() and (run_dir / "checkpoint-00002.pt").exists()
