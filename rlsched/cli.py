@@ -117,6 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             seed=config.seed,
             progress=update,
             comm=comm,
+            checkpoint_every=config.checkpoint_every,
         )
     finally:
         if bar is not None:

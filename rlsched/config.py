@@ -58,6 +58,7 @@ class RunConfig:
     space: dict[str, Any] | None = None
     initial: dict[str, Any] | None = None
     agent: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_AGENT))
+    checkpoint_every: int = 1  # generations between checkpoints (the last one is always written)
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,7 @@ def run_config(data: dict[str, Any]) -> Resolved:
     _str(config.logdir, "logdir")
     _int(config.seed, "seed", 0)
     _int(config.population, "population", 1)
+    _int(config.checkpoint_every, "checkpoint_every", 1)
     budget = (
         _int(config.budget_samples, "budget_samples", 1)
         if config.budget_samples is not None

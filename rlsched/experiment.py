@@ -59,12 +59,14 @@ def run(
     seed: int = 0,
     progress: Callable[[int, int, float], None] | None = None,
     comm: Comm | None = None,
+    checkpoint_every: int = 1,
 ) -> RunResult:
     """Run ``population`` members of ``job_factory`` for ``decisions`` intervals under ``agent``.
 
     ``job_factory`` is a callable ``seed -> TrainingJob`` or the name of a built-in task, whose
     space, initial hyperparameters, budget and decisions then fill in what is not given.
-    With ``logdir``, the run directory is ``logdir/name`` and can be resumed and replayed.
+    With ``logdir``, the run directory is ``logdir/name`` and can be resumed and replayed; a
+    checkpoint is written every ``checkpoint_every`` generations (and after the last one).
     Launched by ``torchrun``, every rank calls ``run`` alike and the members are sharded over the
     ranks (``comm`` defaults to :func:`rlsched.dist.current`); every rank gets the same result.
 
@@ -110,6 +112,7 @@ def run(
         run_dir=run_dir,
         progress=progress,
         comm=comm,
+        checkpoint_every=checkpoint_every,
     )
     created = run_dir is not None and not run_dir.exists()
     if run_dir is not None and comm.rank == 0:
@@ -128,6 +131,7 @@ def run(
                 "decisions": decisions,
                 "initial": runner.initial.to_dict(),
                 "seed": seed,
+                "checkpoint_every": checkpoint_every,
                 "launch": dist.launch_id(),
             },
         )
@@ -217,6 +221,7 @@ def resume(
         run_dir=run_dir,
         progress=progress,
         comm=comm,
+        checkpoint_every=int(config.get("checkpoint_every", 1)),
     )
     started = time.perf_counter()
     checkpoints = checkpoint_dirs(run_dir)

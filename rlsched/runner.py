@@ -141,9 +141,17 @@ class Runner:
         run_dir: Path | None,
         progress: Callable[[int, int, float], None] | None = None,
         comm: Comm | None = None,
+        checkpoint_every: int = 1,
     ) -> None:
         if isinstance(population, bool) or not isinstance(population, int) or population < 1:
             raise ValueError(f"population: expected an integer >= 1, got {population!r}")
+        if (
+            isinstance(checkpoint_every, bool)
+            or not isinstance(checkpoint_every, int)
+            or checkpoint_every < 1
+        ):
+            raise ValueError(f"checkpoint_every: expected an integer >= 1, got {checkpoint_every!r}")
+        self.checkpoint_every = checkpoint_every
         self.job_factory, self.agent, self.space = job_factory, agent, space
         self.population, self.budget_samples, self.decisions = population, budget_samples, decisions
         self.intervals = interval_sizes(budget_samples, decisions)
@@ -478,7 +486,8 @@ class Runner:
     def loop(self, state: _State, started: float) -> RunResult:
         while state.decision < self.decisions:
             self.step(state)
-            self.checkpoint(state)
+            if state.decision % self.checkpoint_every == 0 or state.decision == self.decisions:
+                self.checkpoint(state)
         return self.result(state, time.perf_counter() - started)
 
     def result(self, state: _State, wall: float) -> RunResult:

@@ -19,7 +19,7 @@ SCRIPT = """
 import sys, rlsched
 from rlsched.agents import {agent}
 rlsched.run("synthetic", {agent}(), population=4, seed=7, logdir=sys.argv[1], name="run",
-            budget_samples=40000, decisions=10)
+            budget_samples=40000, decisions=10, checkpoint_every={every})
 """
 
 
@@ -42,11 +42,11 @@ def board(run_dir, member, tag):
     return [(e.step, e.value) for e in ea.Scalars(tag)]
 
 
-@pytest.mark.parametrize("agent", ["PBT", "PB2"])
-def test_sigkill_then_resume_gives_the_unbroken_result(agent, tmp_path):
+@pytest.mark.parametrize("agent, every", [("PBT", 1), ("PB2", 1), ("PBT", 3)])
+def test_sigkill_then_resume_gives_the_unbroken_result(agent, every, tmp_path):
     rng = random.Random()
     target = rng.randint(1, 8)  # kill after this many checkpoints, plus a random extra delay
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(agent=agent), str(tmp_path)])
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(agent=agent, every=every), str(tmp_path)])
     run_dir = tmp_path / "run"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
