@@ -169,7 +169,13 @@ class Runner:
         return self.comm.rank == 0
 
     def local(self, member_id: int) -> bool:
+        """Whether this rank trains the member now (placement can change between generations)."""
         return self.placement[member_id] == self.comm.rank
+
+    def home(self, member_id: int) -> bool:
+        """Whether this rank writes the member's TensorBoard run: always its first rank, wherever it
+        trains (records reach every rank), so a run is one event file in step order."""
+        return member_id % self.comm.world == self.comm.rank
 
     def _members(self, seeds: list[int], hps: list[Hyperparams]) -> list[Member]:
         """Every member; one hosted elsewhere is a shadow with no job (``job=None``), only a history."""
@@ -206,12 +212,12 @@ class Runner:
         if self.run_dir is not None:
             self.board = TensorBoardLogger(
                 self.run_dir,
-                [i for i in range(self.population) if self.local(i)],
+                [i for i in range(self.population) if self.home(i)],
                 purge_after=-1 if purge_board else None,
             )
         for m in members:
             self._event(state, "start", m.member_id, hparams=m.hparams.to_dict(), val_loss=m.last.val_loss)
-            if self.board and self.local(m.member_id):
+            if self.board and self.home(m.member_id):
                 self.board.start(m.member_id, m.last)
         return state
 
@@ -318,13 +324,11 @@ class Runner:
     def _move(self, state: _State, placement: list[int]) -> None:
         """Apply the next placement on this rank: a member that leaves drops its job here; one that
         arrives gets a job built from its own seed, as in process, and its state is loaded before
-        it trains. Its TensorBoard run continues in a new event file."""
+        it trains. Its TensorBoard run stays with its home rank."""
         rank = self.comm.rank
         for i, m in enumerate(state.members):
             if self.placement[i] == rank and placement[i] != rank:
                 m.job = None  # type: ignore[assignment]
-                if self.board:
-                    self.board.release(i)
             elif placement[i] == rank and self.placement[i] != rank:
                 m.job = self.job_factory(state.seeds[i])
         self.placement = list(placement)
@@ -392,7 +396,7 @@ class Runner:
             diverged=record.diverged,
             **({"error": error} if error else {}),
         )
-        if self.board and self.local(i):
+        if self.board and self.home(i):
             text += f"\ndecision {d}: the job raised {error}; recorded as diverged" if error else ""
             self.board.interval(i, record.samples - self.intervals[d], record, donor, text)
 
@@ -478,7 +482,7 @@ class Runner:
         if self.run_dir is not None:
             self.board = TensorBoardLogger(
                 self.run_dir,
-                [i for i in range(self.population) if self.local(i)],
+                [i for i in range(self.population) if self.home(i)],
                 purge_after=max(m.last.samples for m in members),
             )
         return _State(ckpt["decision"], members, list(ckpt["seeds"]), list(ckpt["origins"]), rng, events)
@@ -560,7 +564,7 @@ class Runner:
             }
             for r in results
         ]
-        self.board.finish_members([m for m in members if self.local(m["member"])])
+        self.board.finish_members([m for m in members if self.home(m["member"])])
         if self.root:
             self.board.finish_root(
                 members,

@@ -64,12 +64,6 @@ class TensorBoardLogger:
             self.writers[member_id] = SummaryWriter(str(self.run_dir / member_run(member_id)), flush_secs=5)
         return self.writers[member_id]
 
-    def release(self, member_id: int) -> None:
-        """Close the member's writer: it moved to another rank, which writes its run from now on.
-        (TensorBoard reads a run's event files in order and never goes back to an older one.)"""
-        if member_id in self.writers:
-            self.writers.pop(member_id).close()
-
     def start(self, member_id: int, record: Record) -> None:
         w = self.writer(member_id)
         w.add_scalar("sched/lr", record.hparams.lr, 0)

@@ -63,6 +63,14 @@ def in_process(tmp_path, budget, decisions):
     )
 
 
+def scalars(run_dir, member, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run_dir / f"member-{member:02d}"))
+    ea.Reload()
+    return [(e.step, e.value) for e in ea.Scalars(tag)]
+
+
 def lineage(run_dir):
     return [json.loads(line) for line in (run_dir / "lineage.jsonl").read_text().splitlines()]
 
@@ -97,6 +105,12 @@ def test_two_gloo_ranks_match_the_in_process_run(tmp_path, one_thread):
     run_dir = tmp_path / "runs" / "two"
     same_run(run_dir, in_process(tmp_path, 20_000, 6))
     assert sorted(p.name for p in run_dir.glob("member-*")) == [f"member-0{i}" for i in range(4)]
+    for member in range(4):  # TensorBoard: the same points, one event file per member run
+        assert len(list((run_dir / f"member-0{member}").glob("events.out.tfevents.*"))) == 1
+        for tag in ("sched/lr", "val/loss", "pbt/clone_from"):
+            assert repr(scalars(run_dir, member, tag)) == repr(
+                scalars(tmp_path / "local" / "run", member, tag)
+            )
     (generation,) = checkpoint_dirs(run_dir)
     assert sorted(p.name for p in generation.iterdir()) == [f"member-0{i}.pt" for i in range(4)] + ["run.pt"]
 
@@ -138,6 +152,11 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_unbroken(tmp_path, 
     assert proc.returncode == 0, stderr[-6000:]
     assert "torchrun restart 1: resuming" in stderr
     same_run(run_dir, in_process(tmp_path, budget, decisions))
+    for member in range(4):  # TensorBoard: what the dead attempt wrote after its checkpoint is purged
+        for tag in ("sched/lr", "val/loss"):
+            assert repr(scalars(run_dir, member, tag)) == repr(
+                scalars(tmp_path / "local" / "run", member, tag)
+            )
     assert [p.name for p in run_dir.glob("*checkpoint-*")] == [f"checkpoint-{decisions:05d}"]
 
 
