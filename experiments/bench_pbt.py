@@ -38,6 +38,8 @@ class RayResult:
     best: Any
     wall_seconds: float
     train_seconds: float
+    intervals_trained: int  # member-intervals Ray Tune trained in all
+    intervals_budget: int  # what equal compute allows: population x decisions
 
 
 def ray_pbt(seed: int, threads: int, budget_samples: int, quantile_fraction: float = 0.25) -> RayResult:
@@ -123,10 +125,11 @@ def ray_pbt(seed: int, threads: int, budget_samples: int, quantile_fraction: flo
         wall = time.perf_counter() - started
         finals = [r.metrics for r in grid if r.metrics and r.metrics.get("decisions_done") == len(intervals)]
         train_seconds = sum(float(r.metrics_dataframe["interval_train_seconds"].sum()) for r in grid)
+        intervals_trained = sum(len(r.metrics_dataframe) for r in grid)  # one report per interval
     ray.shutdown()
     best = min(finals, key=lambda m: m["val_loss"] if np.isfinite(m["val_loss"]) else np.inf)
     best_view = SimpleNamespace(val_loss=best["val_loss"], test_metrics={"accuracy": best["test_accuracy"]})
-    return RayResult(best_view, wall, train_seconds)
+    return RayResult(best_view, wall, train_seconds, intervals_trained, 8 * len(intervals))
 
 
 def main() -> None:
@@ -164,7 +167,12 @@ def main() -> None:
             print(
                 f"{name:<22} seed {s}: best val loss {r.best.val_loss:.4f}, test accuracy "
                 f"{r.best.test_metrics['accuracy']:.3f}, wall {r.wall_seconds:.1f} s, "
-                f"pure training {r.train_seconds:.1f} s",
+                f"pure training {r.train_seconds:.1f} s"
+                + (
+                    f", {r.intervals_trained} member-intervals trained (budget {r.intervals_budget})"
+                    if isinstance(r, RayResult)
+                    else ""
+                ),
                 flush=True,
             )
     print(
