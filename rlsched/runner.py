@@ -414,6 +414,8 @@ class Runner:
         Files are named by member id, not rank, so a restart may use another number of ranks."""
         if self.run_dir is None:
             return
+        if self.board:  # TensorBoard buffers events; a resume trusts all before the checkpoint on disk
+            self.board.flush()
         final = self.run_dir / f"checkpoint-{state.decision:05d}"
         partial = self.run_dir / f".{final.name}.partial"
         if self.root:

@@ -141,6 +141,11 @@ class TensorBoardLogger:
             w.add_figure("schedules", fig, 0)
         return figure
 
+    def flush(self) -> None:
+        """Put every event written so far on disk (before a checkpoint: what it covers is durable)."""
+        for w in self.writers.values():
+            w.flush()
+
     def close(self) -> None:
         for w in self.writers.values():
             w.close()
