@@ -135,10 +135,9 @@ def run(
                 "launch": dist.launch_id(),
             },
         )
-    comm.barrier()
     started = time.perf_counter()
     try:
-        state = runner.start()
+        state = runner.start()  # its first collective also waits for rank 0's run.json
     except (ValueError, RuntimeError):  # bad input found by the agent (e.g. grid size): leave nothing
         if run_dir is not None and created and comm.rank == 0:
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -301,12 +301,10 @@ class Runner:
                 best = min((m.last.val_loss for m in members[: i + 1] if not m.diverged), default=math.nan)
                 self.progress(d * self.population + i + 1, self.decisions * self.population, best)
 
-        self.busy += sum(
-            members[i].train_seconds - previous[i] for i in range(self.population) if self.local(i)
-        )
         shared = self._share(outcomes)
-        origins = list(state.origins)  # a donor cloned in this generation still lends its old origin
         self.seconds = [shared[i]["seconds"] - previous[i] for i in range(self.population)]
+        self.busy += sum(t for i, t in enumerate(self.seconds) if self.local(i))
+        origins = list(state.origins)  # a donor cloned in this generation still lends its old origin
         for i, out in shared.items():
             member, choice = members[i], decisions[i]
             if i in clones:

@@ -56,23 +56,15 @@ class TensorBoardLogger:
             for i in members
         }
 
-    def writer(self, member_id: int) -> Any:
-        """The member's writer, opened (a new event file in its run) when it is not open here."""
-        from torch.utils.tensorboard import SummaryWriter
-
-        if member_id not in self.writers:
-            self.writers[member_id] = SummaryWriter(str(self.run_dir / member_run(member_id)), flush_secs=5)
-        return self.writers[member_id]
-
     def start(self, member_id: int, record: Record) -> None:
-        w = self.writer(member_id)
+        w = self.writers[member_id]
         w.add_scalar("sched/lr", record.hparams.lr, 0)
         w.add_scalar("sched/batch_size", record.hparams.batch_size, 0)
         self._metrics(w, "val", record.metrics, 0)
 
     def interval(self, member_id: int, start: int, record: Record, clone_from: int | None, text: str) -> None:
         """One trained interval ``(start, record.samples]`` of a member, and how it began."""
-        w, end = self.writer(member_id), record.samples
+        w, end = self.writers[member_id], record.samples
         for step in (start + 1, end):
             w.add_scalar("sched/lr", record.hparams.lr, step)
             w.add_scalar("sched/batch_size", record.hparams.batch_size, step)
@@ -93,7 +85,7 @@ class TensorBoardLogger:
         from tensorboard.plugins.hparams import summary_v2 as hp_summary
 
         for m in members:
-            w = self.writer(m["member"])
+            w = self.writers[m["member"]]
             step = m["samples"]
             if m["test_metrics"]:
                 self._metrics(w, "test", m["test_metrics"], step)

@@ -47,6 +47,22 @@ def test_explore_always_stays_in_bounds_and_on_the_ladder(lr, rung, seed, resamp
         assert any(new.lr == pytest.approx(SPACE.clip_lr(scaled * f)) for f in (0.8, 1.25))
 
 
+def synthetic_runner(agent, *, population, budget_samples):
+    """An in-process Runner on the synthetic task, 3 decisions, no run directory."""
+    task = get_task("synthetic")
+    return Runner(
+        task.build,
+        agent,
+        space=task.space,
+        population=population,
+        budget_samples=budget_samples,
+        decisions=3,
+        initial=task.initial,
+        seed=0,
+        run_dir=None,
+    )
+
+
 class CloneOneFromZero:
     """Member 1 copies member 0 and both keep member 0's hyperparameters."""
 
@@ -65,18 +81,7 @@ class CloneOneFromZero:
 
 
 def test_clone_copies_weights_optimizer_data_order_and_rng_exactly():
-    task = get_task("synthetic")
-    runner = Runner(
-        task.build,
-        CloneOneFromZero(),
-        space=task.space,
-        population=2,
-        budget_samples=6000,
-        decisions=3,
-        initial=task.initial,
-        seed=0,
-        run_dir=None,
-    )
+    runner = synthetic_runner(CloneOneFromZero(), population=2, budget_samples=6000)
     state = runner.start()
     runner.step(state)
     assert state.members[0].last.val_loss != state.members[1].last.val_loss
@@ -185,18 +190,7 @@ class CloneChain:
 
 
 def test_a_clone_of_a_member_cloned_in_the_same_generation_takes_its_old_weights():
-    task = get_task("synthetic")
-    runner = Runner(
-        task.build,
-        CloneChain(),
-        space=task.space,
-        population=3,
-        budget_samples=3000,
-        decisions=3,
-        initial=task.initial,
-        seed=0,
-        run_dir=None,
-    )
+    runner = synthetic_runner(CloneChain(), population=3, budget_samples=3000)
     state = runner.start()
     runner.step(state)
     before = [m.last for m in state.members]
