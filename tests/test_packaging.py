@@ -51,40 +51,13 @@ def test_public_api_imports_no_top_level_envs_or_agents():
 
 
 def test_main_job_command_runs(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rlsched",
-            "run",
-            "--quiet",
-            "--set",
-            "task=synthetic",
-            "--set",
-            "population=4",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    def run(population):
+        command = [sys.executable, "-m", "rlsched", "run", "--quiet", "--set", "task=synthetic"]
+        command += ["--set", f"population={population}"]
+        return subprocess.run(command, check=True, capture_output=True, text=True, cwd=tmp_path)
+
+    out = run(4)
     assert "view: tensorboard --logdir runs" in out.stdout
     assert (tmp_path / "runs" / "pbt-mnist1d-mlp" / "result.json").is_file()
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rlsched",
-            "run",
-            "--quiet",
-            "--set",
-            "task=synthetic",
-            "--set",
-            "population=2",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    again = run(2)
     assert "logs: runs/pbt-mnist1d-mlp-2" in again.stdout  # the default name steps aside
