@@ -51,6 +51,8 @@ class TensorBoardLogger:
 
         self.run_dir = Path(run_dir)
         purge = None if purge_after is None else purge_after + 1
+        if purge is not None:
+            _after_existing_files([self.run_dir / member_run(i) for i in members])
         self.writers = {
             i: SummaryWriter(str(self.run_dir / member_run(i)), purge_step=purge, flush_secs=5)
             for i in members
@@ -141,6 +143,18 @@ class TensorBoardLogger:
     def close(self) -> None:
         for w in self.writers.values():
             w.close()
+
+
+def _after_existing_files(dirs: Sequence[Path]) -> None:
+    """Wait, if need be, until a new event file would sort after every existing one in ``dirs``.
+
+    TensorBoard reads a run's event files in name order and the name starts with the creation
+    second (then host and pid): a resumed writer opened within the second the killed one started
+    could sort first, and its purge would then come before the points it is meant to follow.
+    """
+    seconds = [int(p.name.split(".")[3]) for d in dirs for p in d.glob("events.out.tfevents.*")]
+    while seconds and int(time.time()) <= max(seconds):
+        time.sleep(0.05)
 
 
 def _session_hparams(m: dict[str, Any]) -> dict[str, float]:
