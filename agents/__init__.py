@@ -1,7 +1,8 @@
 """rlsched.agents: everything that decides hyperparameters.
 
 Hand schedules (``Fixed`` with a ``Schedule``), static search (``GridSearch``, ``RandomSearch``),
-``PBT``, ``PB2`` and the learned ``Controller``, all through one interface (:class:`rlsched.agent.Agent`).
+``PBT``, ``PB2`` and the learned ``Controller``, all through one interface
+(:class:`rlsched.core.agent.Agent`).
 """
 
 from typing import Any

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlsched.agent import Decision, MemberView, PopulationView
-from rlsched.checkpoint import atomic_write_bytes
-from rlsched.envs.env import BATCH_STEPS, LR_FACTORS, apply_action
-from rlsched.envs.features import FEATURES, OBSERVATION_VERSION
-from rlsched.space import Hyperparams, HyperparamSpace
+from rlsched.core.actions import BATCH_STEPS, LR_FACTORS, apply_action
+from rlsched.core.agent import Decision, MemberView, PopulationView
+from rlsched.core.features import FEATURES, OBSERVATION_VERSION
+from rlsched.core.files import atomic_write_bytes
+from rlsched.core.space import Hyperparams, HyperparamSpace
 
 CONTROLLER_FORMAT = "rlsched.controller/1"
 DEFAULT_FILE = "default_controller.pt"
@@ -108,9 +108,13 @@ class Controller:
             [int(min(np.searchsorted(np.cumsum(p), rng.random()), len(p) - 1)) for p in probs], dtype=np.int64
         )
 
+    def observe(self, view: PopulationView) -> None:
+        pass  # the policy is fixed while it acts
+
     def adjust(
         self, member: MemberView, view: PopulationView, rng: np.random.Generator, deterministic: bool = True
     ) -> Hyperparams:
+        """The member's next hyperparameters: the policy's action on its observation."""
         return apply_action(
             view.space, member.hparams, self.act(member.observation, deterministic=deterministic, rng=rng)
         )
@@ -140,11 +144,10 @@ class Controller:
 
     # -- as PBT's explorer (the hybrid) -------------------------------------------------------
     def explore(
-        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator, donor: MemberView | None = None
+        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator, donor: MemberView
     ) -> tuple[Hyperparams, list[str]]:
         """A sampled action on the donor's observation: diversity from the policy itself."""
-        obs = donor.observation if donor is not None else np.zeros(len(FEATURES), dtype=np.float32)
-        action = self.act(obs, deterministic=False, rng=rng)
+        action = self.act(donor.observation, deterministic=False, rng=rng)
         new = apply_action(view.space, hp, action)
         return new, [
             f"controller sampled lr x{LR_FACTORS[action[0]]:g}, batch step {BATCH_STEPS[action[1]]:+d}: "

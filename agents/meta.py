@@ -20,7 +20,9 @@ import torch
 
 from rlsched.agents.controller import Controller
 from rlsched.agents.ppo import PPOArgs, make_vector, train_ppo
-from rlsched.checkpoint import atomic_write_bytes
+from rlsched.core.checks import check_keys, integer
+from rlsched.core.files import atomic_write_bytes
+from rlsched.envs.distribution import DistributionEnv, sample_task
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,6 @@ class MetaConfig:
 
 def _worker_env():
     torch.set_num_threads(1)
-    from rlsched.envs.distribution import DistributionEnv
-
     return DistributionEnv("train")
 
 
@@ -67,8 +67,6 @@ def episode_return(env, policy, seed: int) -> float:
 
 def evaluate(controller: Controller, tasks: int, seed: int = 10_000) -> list[dict[str, Any]]:
     """Return log(L0/LT) of the greedy controller and of constant hyperparameters on eval tasks."""
-    from rlsched.envs.distribution import sample_task
-
     rows = []
     for k in range(tasks):
         task = sample_task(seed + k, "eval")
@@ -147,14 +145,10 @@ def train_controller(config: MetaConfig, *, quiet: bool = False) -> tuple[Contro
 
 def meta_config(data: dict[str, Any]) -> MetaConfig:
     """Validate a train-controller config dict; one ValueError line per problem."""
-    from rlsched.config import _check_keys
-
-    _check_keys(data, [f.name for f in fields(MetaConfig)])
+    check_keys(data, [f.name for f in fields(MetaConfig)])
     config = MetaConfig(**data)
     for name in ("total_steps", "num_envs", "num_steps", "eval_tasks"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        integer(getattr(config, name), name, 1)
     if not (isinstance(config.learning_rate, float) and config.learning_rate > 0):
         raise ValueError(f"learning_rate: expected a positive number, got {config.learning_rate!r}")
     return config

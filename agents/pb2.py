@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from rlsched.agent import PopulationView
 from rlsched.agents.pbt import PBT
-from rlsched.space import Hyperparams, HyperparamSpace
+from rlsched.core.agent import MemberView, PopulationView
+from rlsched.core.space import Hyperparams, HyperparamSpace
 
 DELTA = 0.1
 DIVERGED_IMPROVEMENT = -1.0  # a diverged interval's recorded improvement
@@ -65,7 +65,7 @@ class GPUCB:
         self._pending = []
 
     def explore(
-        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator, donor: object = None
+        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator, donor: MemberView
     ) -> tuple[Hyperparams, list[str]]:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
@@ -91,6 +91,12 @@ class GPUCB:
             f"GP-UCB pick lr {hp.lr:.4g} -> {chosen.lr:.4g}, batch_size {hp.batch_size} -> "
             f"{chosen.batch_size} (predicted gain {mean[best]:+.3f} +- {std[best]:.3f})"
         ]
+
+    def adjust(self, member: MemberView, view: PopulationView, rng: np.random.Generator) -> Hyperparams:
+        return member.hparams  # GP-UCB picks only for members that copy
+
+    def config(self) -> None:
+        return None  # PB2's own config carries ``candidates``
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from rlsched.agent import Decision, MemberView, PopulationView
-from rlsched.space import Hyperparams, HyperparamSpace
+from rlsched.core.agent import Decision, Explorer, MemberView, PopulationView
+from rlsched.core.checks import integer
+from rlsched.core.space import Hyperparams, HyperparamSpace
 
 
 def exploit(scores: Sequence[float], quantile_fraction: float, rng: np.random.Generator) -> dict[int, int]:
@@ -83,6 +84,47 @@ def explore(
     return Hyperparams(new_lr, batch_size), changes
 
 
+class Perturb:
+    """PBT's own explorer: :func:`explore`'s random walk (Ray Tune's mutations), no state."""
+
+    def __init__(
+        self,
+        resample_probability: float = 0.25,
+        perturbation_factors: tuple[float, float] = (0.8, 1.25),
+        scale_lr: bool = False,
+    ) -> None:
+        self.resample_probability = resample_probability
+        self.perturbation_factors = perturbation_factors
+        self.scale_lr = scale_lr
+
+    def observe(self, view: PopulationView) -> None:
+        pass
+
+    def explore(
+        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator, donor: MemberView
+    ) -> tuple[Hyperparams, list[str]]:
+        return explore(
+            hp,
+            view.space,
+            rng,
+            resample_probability=self.resample_probability,
+            perturbation_factors=self.perturbation_factors,
+            scale_lr=self.scale_lr,
+        )
+
+    def adjust(self, member: MemberView, view: PopulationView, rng: np.random.Generator) -> Hyperparams:
+        return member.hparams
+
+    def config(self) -> str:
+        return "perturb"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
 class PBT:
     """Population-based training with Ray Tune's knobs and its known failures fixed.
 
@@ -92,8 +134,8 @@ class PBT:
         burn_in: decisions before the first round.
         resample_probability: chance each hyperparameter is resampled instead of perturbed.
         perturbation_factors: LR multipliers to choose from when perturbing.
-        explore: ``"perturb"`` or an object with ``explore(hp, space, rng, context) -> (hp, changes)``
-            (PB2's GP-UCB, or a learned controller).
+        explore: ``"perturb"`` (:class:`Perturb` with the three arguments above) or any
+            :class:`~rlsched.core.agent.Explorer` (PB2's GP-UCB, or a learned controller).
         init: ``"sample"`` draws each member's start from the space; ``"fixed"`` starts all at ``initial``.
         scale_lr: when explore moves the batch size, rescale the LR by the space's scale rule first.
             Off by default: PBT's random walk moves each hyperparameter on its own, as Ray Tune's
@@ -108,22 +150,14 @@ class PBT:
         burn_in: int = 0,
         resample_probability: float = 0.25,
         perturbation_factors: tuple[float, float] = (0.8, 1.25),
-        explore: Any = "perturb",
+        explore: str | Explorer = "perturb",
         init: str = "sample",
         scale_lr: bool = False,
     ) -> None:
         if not 0 < quantile_fraction <= 0.5:
             raise ValueError(f"quantile_fraction: expected a value in (0, 0.5], got {quantile_fraction!r}")
-        if (
-            isinstance(perturbation_interval, bool)
-            or not isinstance(perturbation_interval, int)
-            or perturbation_interval < 1
-        ):
-            raise ValueError(
-                f"perturbation_interval: expected an integer >= 1, got {perturbation_interval!r}"
-            )
-        if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
-            raise ValueError(f"burn_in: expected an integer >= 0, got {burn_in!r}")
+        integer(perturbation_interval, "perturbation_interval", 1)
+        integer(burn_in, "burn_in", 0)
         if not 0 <= resample_probability <= 1:
             raise ValueError(
                 f"resample_probability: expected a value in [0, 1], got {resample_probability!r}"
@@ -132,9 +166,10 @@ class PBT:
             raise ValueError(
                 f"perturbation_factors: expected two positive factors, got {perturbation_factors!r}"
             )
-        if explore != "perturb" and not hasattr(explore, "explore"):
+        if explore != "perturb" and not isinstance(explore, Explorer):
             raise ValueError(
-                f"explore: expected 'perturb' or an object with an explore() method, got {explore!r}"
+                f"explore: expected 'perturb' or an Explorer (observe, explore, adjust, config, "
+                f"state_dict, load_state_dict), got {explore!r}"
             )
         if init not in ("sample", "fixed"):
             raise ValueError(f"init: expected 'sample' or 'fixed', got {init!r}")
@@ -145,9 +180,13 @@ class PBT:
         self.burn_in = burn_in
         self.resample_probability = float(resample_probability)
         self.perturbation_factors = tuple(float(f) for f in perturbation_factors)
-        self.explorer = explore
         self.init = init
         self.scale_lr = scale_lr
+        self.explorer: Explorer = (
+            Perturb(self.resample_probability, self.perturbation_factors, scale_lr)  # type: ignore[arg-type]
+            if explore == "perturb"
+            else explore  # type: ignore[assignment]
+        )
 
     def initial(
         self,
@@ -171,15 +210,14 @@ class PBT:
         pairs = exploit(scores, self.quantile_fraction, rng)
         if not self.is_round(view.decision):  # between rounds only diverged members are replaced
             pairs = {i: j for i, j in pairs.items() if not math.isfinite(scores[i])}
-        self.observe(view)
+        self.explorer.observe(view)
         decisions = []
         for i, member in enumerate(view.members):
             if i not in pairs:
-                adjust = getattr(self.explorer, "adjust", None)  # a controller also acts between rounds
-                decisions.append(Decision(adjust(member, view, rng) if adjust else member.hparams))
+                decisions.append(Decision(self.explorer.adjust(member, view, rng)))
                 continue
             donor = view.members[pairs[i]]
-            hp, changes = self.explore(donor.hparams, view, rng, donor)
+            hp, changes = self.explorer.explore(donor.hparams, view, rng, donor)
             why = (
                 "diverged"
                 if not math.isfinite(scores[i])
@@ -197,29 +235,11 @@ class PBT:
             )
         return decisions
 
-    def observe(self, view: PopulationView) -> None:
-        if hasattr(self.explorer, "observe"):
-            self.explorer.observe(view)
-
-    def explore(
-        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator, donor: MemberView | None = None
-    ) -> tuple[Hyperparams, list[str]]:
-        if self.explorer == "perturb":
-            return explore(
-                hp,
-                view.space,
-                rng,
-                resample_probability=self.resample_probability,
-                perturbation_factors=self.perturbation_factors,
-                scale_lr=self.scale_lr,
-            )
-        return self.explorer.explore(hp, view, rng, donor=donor)
-
     def config(self) -> dict[str, Any]:
-        explorer = self.explorer if isinstance(self.explorer, str) else getattr(self.explorer, "config", None)
+        explorer = self.explorer.config()
         return {
             "type": type(self).__name__,
-            **({"explore": explorer if isinstance(explorer, str) else explorer()} if explorer else {}),
+            **({"explore": explorer} if explorer else {}),
             "quantile_fraction": self.quantile_fraction,
             "perturbation_interval": self.perturbation_interval,
             "burn_in": self.burn_in,
@@ -230,8 +250,7 @@ class PBT:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"explorer": self.explorer.state_dict() if hasattr(self.explorer, "state_dict") else {}}
+        return {"explorer": self.explorer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if hasattr(self.explorer, "load_state_dict"):
-            self.explorer.load_state_dict(state["explorer"])
+        self.explorer.load_state_dict(state["explorer"])

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from rlsched.agent import Decision, PopulationView
 from rlsched.agents.schedules import Schedule
-from rlsched.space import Hyperparams, HyperparamSpace
+from rlsched.core.agent import Decision, PopulationView
+from rlsched.core.space import Hyperparams, HyperparamSpace
 
 
 class ScheduledSearch:

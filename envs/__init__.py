@@ -9,10 +9,11 @@ Importing this package registers the built-in tasks with Gymnasium:
 
 import gymnasium as gym
 
+from rlsched.core.actions import BATCH_STEPS, LR_FACTORS, apply_action
+from rlsched.core.features import FEATURES, OBSERVATION_VERSION, observation
+from rlsched.core.reward import DIVERGENCE_RETURN, reward
 from rlsched.envs.distribution import FAMILIES, DistributionEnv, sample_task
-from rlsched.envs.env import BATCH_STEPS, LR_FACTORS, TrainingEnv, apply_action
-from rlsched.envs.features import FEATURES, OBSERVATION_VERSION, observation
-from rlsched.envs.reward import DIVERGENCE_RETURN, reward
+from rlsched.envs.env import TrainingEnv
 from rlsched.envs.tasks import TASKS, Task, get_task, make_env
 
 

@@ -19,10 +19,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rlsched.envs.env import BATCH_STEPS, LR_FACTORS, TrainingEnv
-from rlsched.envs.features import CLIP, FEATURES
+from rlsched.core.actions import BATCH_STEPS, LR_FACTORS
+from rlsched.core.checks import integer
+from rlsched.core.features import CLIP, FEATURES
+from rlsched.core.space import Hyperparams
+from rlsched.envs.env import TrainingEnv
 from rlsched.envs.tasks import ADAM_SPACE, SGD_SPACE, Task, char_lm_job, mnist1d_job, synthetic_job
-from rlsched.space import Hyperparams
 
 FAMILIES = ("train", "eval")
 KINDS = {
@@ -40,8 +42,7 @@ def sample_task(seed: int, family: str = "train", *, decisions: int = 10) -> Tas
     same task."""
     if family not in FAMILIES:
         raise ValueError(f"family: expected one of {', '.join(FAMILIES)}, got {family!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    integer(seed, "seed", 0, what="a non-negative integer")
     rng = np.random.default_rng([FAMILIES.index(family), int(seed)])
     kind = str(rng.choice(KINDS[family]))
     optimizer = str(rng.choice(["sgd", "adam"]))

@@ -10,20 +10,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rlsched.envs.features import CLIP, FEATURES, OBSERVATION_VERSION, observation
-from rlsched.envs.reward import DIVERGENCE_RETURN, reward
-from rlsched.job import TrainingJob, interval_sizes
-from rlsched.member import Member, Record
-from rlsched.space import Hyperparams, HyperparamSpace
-
-LR_FACTORS = (0.5, 0.8, 1.0, 1.25, 2.0)
-BATCH_STEPS = (-1, 0, 1)
-
-
-def apply_action(space: HyperparamSpace, hp: Hyperparams, action: Any) -> Hyperparams:
-    """Hyperparameters after a MultiDiscrete ``[lr_index, batch_index]`` action (pure)."""
-    lr_index, batch_index = (int(a) for a in np.asarray(action).reshape(-1))
-    return space.move(hp, lr_factor=LR_FACTORS[lr_index], batch_step=BATCH_STEPS[batch_index])
+from rlsched.core.actions import BATCH_STEPS, LR_FACTORS, apply_action
+from rlsched.core.features import CLIP, FEATURES, OBSERVATION_VERSION, observation
+from rlsched.core.job import TrainingJob, interval_sizes
+from rlsched.core.member import Member, Record
+from rlsched.core.reward import DIVERGENCE_RETURN, reward
+from rlsched.core.space import Hyperparams, HyperparamSpace
 
 
 class TrainingEnv(gym.Env):
@@ -43,7 +35,7 @@ class TrainingEnv(gym.Env):
     ## Observation Space
 
     ``Box(-10, 10, (14,), float32)``, version 1, scale-free features (see
-    ``rlsched.envs.features.FEATURES``): progress; log(lr/lr0); log2(batch_size/batch_size0);
+    ``rlsched.core.features.FEATURES``): progress; log(lr/lr0); log2(batch_size/batch_size0);
     train and val loss relative to the initial val loss, and their slopes over the last interval;
     generalization gap log(val/train); train-loss spread; gradient-norm trend;
     log(B_simple/batch_size); log10 update-to-weight ratio; population rank (0.5 alone);

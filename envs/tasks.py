@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from rlsched.core.space import Hyperparams, HyperparamSpace
 from rlsched.envs.env import TrainingEnv
-from rlsched.space import Hyperparams, HyperparamSpace
-from rlsched.supervised import SupervisedJob, accuracy
+from rlsched.train.supervised import SupervisedJob, accuracy
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ import time
 
 import torch
 
+from rlsched.core.job import interval_sizes
 from rlsched.envs.tasks import get_task
-from rlsched.job import interval_sizes
-from rlsched.supervised import SupervisedJob
+from rlsched.train.supervised import SupervisedJob
 
 
 def pure_episode(job: SupervisedJob, batch_size: int, intervals: list[int]) -> float:

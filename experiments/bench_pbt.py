@@ -59,8 +59,8 @@ def ray_pbt(seed: int, threads: int, budget_samples: int, quantile_fraction: flo
     from ray.tune.schedulers import PopulationBasedTraining
 
     from rlsched import Hyperparams
+    from rlsched.core.job import interval_sizes
     from rlsched.envs.tasks import get_task
-    from rlsched.job import interval_sizes
 
     task = get_task("mnist1d-mlp")
     intervals = interval_sizes(budget_samples, task.decisions)

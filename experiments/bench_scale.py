@@ -32,11 +32,11 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     import rlsched
-    from rlsched import dist
     from rlsched.agents import PBT
+    from rlsched.population.comm import current_comm, shutdown
 
     torch.set_num_threads(1)
-    comm = dist.current()
+    comm = current_comm()
     # data and imports are ready before the clock starts, as a dataset already on disk would be
     import torch.utils.tensorboard  # noqa: F401
 
@@ -54,12 +54,12 @@ def worker(args: argparse.Namespace) -> None:
                     "ranks": comm.world,
                     "wall": result.wall_seconds,
                     "train_per_rank": per_rank,
-                    "member_intervals": len(result.members) * len(result.best.schedule),
+                    "member_intervals": len(result.members) * len(result.best.trajectory),
                     "best_val_loss": result.best.val_loss,
                 }
             )
         )
-    dist.shutdown()
+    shutdown()
 
 
 def launch(ranks: int, seed: int) -> dict:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rlsched.tblog import tensorboard_server
+from rlsched.report.server import tensorboard_server
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWS = {

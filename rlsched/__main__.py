@@ -1,5 +1,5 @@
 import sys
 
-from rlsched.cli import main
+from rlsched.app.cli import main
 
 sys.exit(main())

@@ -12,7 +12,7 @@ import torch
 import rlsched
 from rlsched.agents import PBT
 from rlsched.envs.tasks import get_task
-from rlsched.runner import job_seed
+from rlsched.population.runner import job_seed
 
 SEED = 5
 TASK = get_task("synthetic")

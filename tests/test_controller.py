@@ -12,6 +12,7 @@ from rlsched import AdaptiveScheduler, DynamicBatchSampler, HyperparamSpace
 from rlsched.agents import PBT, Controller
 from rlsched.agents.ppo import PPOArgs, make_vector, train_ppo
 from rlsched.envs import FEATURES
+from rlsched.population.lineage import Clone, Explore
 
 
 def forced(lr_index, batch_index):
@@ -67,7 +68,7 @@ def test_act_is_reproducible_with_a_seeded_generator():
 def test_controller_alone_is_an_agent():
     task = rlsched.envs.get_task("synthetic")
     result = rlsched.run("synthetic", forced(1, 1), population=1, seed=0)  # LR x0.8 at every decision
-    lrs = [hp.lr for _, hp in result.best.schedule]
+    lrs = [hp.lr for _, hp in result.best.trajectory]
     assert lrs == pytest.approx([task.initial.lr * 0.8**d for d in range(task.decisions)])
 
 
@@ -75,10 +76,10 @@ def test_hybrid_controller_adjusts_between_rounds_and_explores():
     result = rlsched.run(
         "synthetic", PBT(explore=forced(4, 1), perturbation_interval=2, init="fixed"), population=4, seed=0
     )
-    explores = [e for e in result.lineage if e["event"] == "explore"]
-    assert explores and all(e["new"]["lr"] == pytest.approx(min(2 * e["old"]["lr"], 1.0)) for e in explores)
-    clones = [e for e in result.lineage if e["event"] == "clone"]
-    assert clones and all("controller sampled" in e["reason"] for e in clones)
+    explores = [e for e in result.lineage if isinstance(e, Explore)]
+    assert explores and all(e.new.lr == pytest.approx(min(2 * e.old.lr, 1.0)) for e in explores)
+    clones = [e for e in result.lineage if isinstance(e, Clone)]
+    assert clones and all("controller sampled" in e.reason for e in clones)
 
 
 class SignBandit(gym.Env):
@@ -180,7 +181,7 @@ def test_the_default_controller_ships_with_its_model_card():
 
 def test_hybrid_and_controller_from_configs_round_trip():
     from rlsched.agents import build_agent
-    from rlsched.config import run_config
+    from rlsched.app.config import run_config
 
     hybrid = build_agent({"type": "PBT", "explore": "controller"})
     assert isinstance(hybrid.explorer, Controller)

@@ -17,9 +17,11 @@ import pytest
 import torch
 
 import rlsched
+from rlsched import RunDir
 from rlsched.agents import PBT
-from rlsched.dist import Local, balance, predicted_costs, state_bytes, state_from_bytes
-from rlsched.runner import checkpoint_dirs
+from rlsched.population.comm import Local, state_bytes, state_from_bytes
+from rlsched.population.lineage import Clone, encode
+from rlsched.population.placement import balance, predicted_costs
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
 CONFIG = """
@@ -72,14 +74,14 @@ def scalars(run_dir, member, tag):
 
 
 def lineage(run_dir):
-    return [json.loads(line) for line in (run_dir / "lineage.jsonl").read_text().splitlines()]
+    return RunDir(run_dir).lineage()
 
 
 def same_run(run_dir, reference):
     assert lineage(run_dir) == reference.lineage
     result = json.loads((run_dir / "result.json").read_text())
     assert result == json.loads((reference.logdir / "result.json").read_text())
-    assert sum(e["event"] == "clone" for e in reference.lineage) >= 2  # states did cross ranks
+    assert sum(isinstance(e, Clone) for e in reference.lineage) >= 2  # states did cross ranks
 
 
 def test_state_bytes_round_trip_without_pickle():
@@ -111,7 +113,7 @@ def test_two_gloo_ranks_match_the_in_process_run(tmp_path, one_thread):
             assert repr(scalars(run_dir, member, tag)) == repr(
                 scalars(tmp_path / "local" / "run", member, tag)
             )
-    (generation,) = checkpoint_dirs(run_dir)
+    (generation,) = RunDir(run_dir).checkpoints()
     assert sorted(p.name for p in generation.iterdir()) == [f"member-0{i}.pt" for i in range(4)] + ["run.pt"]
 
 
@@ -141,7 +143,7 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_unbroken(tmp_path, 
     killed_at = None
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and killed_at is None:
-        done = checkpoint_dirs(run_dir) if run_dir.exists() else []
+        done = RunDir(run_dir).checkpoints() if run_dir.exists() else []
         if done and int(done[-1].name.split("-")[1]) >= 3:
             workers = worker_pids(proc.pid)
             os.kill(workers[1], signal.SIGKILL)  # rank 1 dies mid-run
@@ -166,21 +168,19 @@ def test_a_raising_job_is_logged_and_replaced_like_a_diverged_member(tmp_path, c
         result = flaky.run(str(tmp_path / "local"))
     assert "member 2 raised during decision 2" in caplog.text
     assert "RuntimeError: injected failure in member 2" in caplog.text  # the traceback
-    (failed,) = [e for e in result.lineage if e.get("error")]
-    assert failed == {
+    (failed,) = [e for e in result.lineage if getattr(e, "error", None)]
+    assert encode(failed) == {
         "event": "train",
         "decision": 2,
         "member": 2,
-        "hparams": failed["hparams"],
-        "samples": failed["samples"],
+        "hparams": failed.hparams.to_dict(),
+        "samples": failed.samples,
         "val_loss": None,
         "diverged": True,
         "error": "RuntimeError: injected failure in member 2",
     }
-    (replaced,) = [
-        e for e in result.lineage if e["event"] == "clone" and e["decision"] == 3 and e["member"] == 2
-    ]
-    assert replaced["score"] is None and replaced["reason"].startswith("diverged")
+    (replaced,) = [e for e in result.lineage if isinstance(e, Clone) and e.decision == 3 and e.member == 2]
+    assert replaced.score == -math.inf and replaced.reason.startswith("diverged")
     assert math.isfinite(result.members[2].val_loss) and not result.members[2].diverged
 
     out = subprocess.run(  # the same under torchrun: the rank hosting member 2 logs and carries on
@@ -227,7 +227,7 @@ def test_a_run_killed_in_process_resumes_on_two_ranks(tmp_path, one_thread):
     run_dir = tmp_path / "killed" / "run"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        done = checkpoint_dirs(run_dir) if run_dir.exists() else []
+        done = RunDir(run_dir).checkpoints() if run_dir.exists() else []
         if done and int(done[-1].name.split("-")[1]) >= 3:
             break
         time.sleep(0.005)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from rlsched import Hyperparams, Record, TrainStats
-from rlsched.envs.features import CLIP, FEATURES, observation
-from rlsched.envs.reward import DIVERGENCE_RETURN, reward
+from rlsched.core.features import CLIP, FEATURES, observation
+from rlsched.core.reward import DIVERGENCE_RETURN, reward
 
 HP0 = Hyperparams(0.1, 64)
 

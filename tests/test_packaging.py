@@ -40,7 +40,7 @@ def test_wheel_holds_only_the_rlsched_package(tmp_path):
 
 def test_public_api_imports_no_top_level_envs_or_agents():
     code = (
-        "import sys, rlsched, rlsched.envs, rlsched.agents, rlsched.cli\n"
+        "import sys, rlsched, rlsched.envs, rlsched.agents, rlsched.app.cli\n"
         "from rlsched import Hyperparams, HyperparamSpace, TrainingJob, TrainStats, SupervisedJob, "
         "DynamicBatchSampler\n"
         "import gymnasium as gym; gym.make('rlsched/Synthetic-v0')\n"

@@ -6,10 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import rlsched
-from rlsched import Decision, Hyperparams, HyperparamSpace
+from rlsched import Decision, Hyperparams, HyperparamSpace, RunDir
 from rlsched.agents import PB2, PBT, exploit, explore
 from rlsched.envs import get_task
-from rlsched.runner import Runner
+from rlsched.population.lineage import Clone, Train, trajectory_from_lineage
 
 SPACE = HyperparamSpace(lr=(1e-3, 1.0), batch_size=(16, 32, 64, 128, 256), scale_rule="linear")
 
@@ -47,20 +47,25 @@ def test_explore_always_stays_in_bounds_and_on_the_ladder(lr, rung, seed, resamp
         assert any(new.lr == pytest.approx(SPACE.clip_lr(scaled * f)) for f in (0.8, 1.25))
 
 
-def synthetic_runner(agent, *, population, budget_samples):
-    """An in-process Runner on the synthetic task, 3 decisions, no run directory."""
+def synthetic_run(agent, *, population, budget_samples, decisions=2):
+    """``rlsched.run`` on the synthetic task, 2 decisions, no run directory; also the jobs it built."""
     task = get_task("synthetic")
-    return Runner(
-        task.build,
+    jobs = []
+
+    def factory(seed):
+        jobs.append(task.build(seed))
+        return jobs[-1]
+
+    result = rlsched.run(
+        factory,
         agent,
         space=task.space,
         population=population,
         budget_samples=budget_samples,
-        decisions=3,
+        decisions=decisions,
         initial=task.initial,
-        seed=0,
-        run_dir=None,
     )
+    return result, jobs
 
 
 class CloneOneFromZero:
@@ -73,6 +78,9 @@ class CloneOneFromZero:
         hp = view.members[0].hparams
         return [Decision(hp), Decision(hp, clone_from=0, reason="test")]
 
+    def config(self):
+        return None
+
     def state_dict(self):
         return {}
 
@@ -81,17 +89,17 @@ class CloneOneFromZero:
 
 
 def test_clone_copies_weights_optimizer_data_order_and_rng_exactly():
-    runner = synthetic_runner(CloneOneFromZero(), population=2, budget_samples=6000)
-    state = runner.start()
-    runner.step(state)
-    assert state.members[0].last.val_loss != state.members[1].last.val_loss
-    runner.step(state)  # member 1 copies member 0, then both train identically
-    a, b = state.members
-    assert a.last.val_loss == b.last.val_loss and a.last.stats == b.last.stats
-    for p, q in zip(a.job.model.parameters(), b.job.model.parameters()):
+    first, _ = synthetic_run(CloneOneFromZero(), population=2, budget_samples=2000, decisions=1)
+    assert first.members[0].val_loss != first.members[1].val_loss  # the two differ before the copy
+    result, (a, b) = synthetic_run(CloneOneFromZero(), population=2, budget_samples=4000)
+    assert result.members[0].metrics == result.members[1].metrics  # after it they train identically
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
         assert p.data_ptr() != q.data_ptr() and np.array_equal(p.detach().numpy(), q.detach().numpy())
-    assert b.history[:2] == a.history[:2]  # the past is inherited: samples never go back
-    assert [e["event"] for e in state.lineage if e["member"] == 1].count("clone") == 1
+    for x, y in zip(a.optimizer.state.values(), b.optimizer.state.values()):
+        assert all(v.data_ptr() != y[k].data_ptr() for k, v in x.items() if v.dim())
+    assert result.members[1].trajectory == result.members[0].trajectory  # the past is inherited
+    assert sum(isinstance(e, Clone) and e.member == 1 for e in result.lineage) == 1
+    assert [m.origin for m in result.members] == [0, 0]
 
 
 def test_seeded_runs_are_reproducible():
@@ -105,22 +113,20 @@ def test_seeded_runs_are_reproducible():
 
 @pytest.mark.parametrize("agent", [PBT(), PB2(candidates=64)])
 def test_bounds_hold_and_lineage_schedule_matches(agent, tmp_path):
-    from rlsched.runner import read_lineage, schedule_from_lineage
-
     result = rlsched.run(
         "synthetic", agent, population=6, seed=1, logdir=tmp_path, decisions=6, budget_samples=12000
     )
     space = get_task("synthetic").space
-    events = read_lineage(tmp_path / "run")
+    events = RunDir(tmp_path / "run").lineage()
     assert events == result.lineage
-    assert any(e["event"] == "clone" for e in events)
+    assert any(isinstance(e, Clone) for e in events)
     for e in events:
         for key in ("hparams", "new"):
-            if key in e:
-                assert space.contains(Hyperparams(**e[key]))
+            if hasattr(e, key):
+                assert space.contains(getattr(e, key))
     for m in result.members:
-        assert schedule_from_lineage(events, m.member_id) == m.schedule
-    samples = [e["samples"] for e in events if e["event"] == "train" and e["member"] == result.best.member_id]
+        assert trajectory_from_lineage(events, m.member_id) == m.trajectory
+    samples = [e.samples for e in events if isinstance(e, Train) and e.member == result.best.member_id]
     assert samples == sorted(samples)
 
 
@@ -168,7 +174,7 @@ def test_pbt_beats_every_constant_lr_on_the_noisy_quadratic():
     assert pbt.total_samples == constant.total_samples  # equal compute
     best_constant = min(m.val_loss for m in constant.members)
     assert pbt.best.val_loss < best_constant
-    lrs = [hp.lr for _, hp in pbt.best.schedule]
+    lrs = [hp.lr for _, hp in pbt.best.trajectory]
     assert lrs[-1] < lrs[0]  # and the schedule it found decays
 
 
@@ -182,6 +188,9 @@ class CloneChain:
         hp = view.members[0].hparams
         return [Decision(hp), Decision(hp, clone_from=0), Decision(hp, clone_from=1)]
 
+    def config(self):
+        return None
+
     def state_dict(self):
         return {}
 
@@ -189,12 +198,17 @@ class CloneChain:
         pass
 
 
+class Keep(CloneChain):
+    """Every member trains on at member 0's hyperparameters; nobody copies."""
+
+    def decide(self, view, rng):
+        return [Decision(view.members[0].hparams) for _ in view.members]
+
+
 def test_a_clone_of_a_member_cloned_in_the_same_generation_takes_its_old_weights():
-    runner = synthetic_runner(CloneChain(), population=3, budget_samples=3000)
-    state = runner.start()
-    runner.step(state)
-    before = [m.last for m in state.members]
-    runner.step(state)  # 1 <- 0 and 2 <- 1, from the snapshots taken before anyone changed
-    assert state.origins == [0, 0, 1]
-    assert state.members[1].history[-2] == before[0] and state.members[2].history[-2] == before[1]
-    assert state.members[0].last.val_loss == state.members[1].last.val_loss  # same weights, same hp
+    chain, _ = synthetic_run(CloneChain(), population=3, budget_samples=2000)
+    keep, _ = synthetic_run(Keep(), population=3, budget_samples=2000)
+    assert [m.origin for m in chain.members] == [0, 0, 1]  # 1 <- 0 and 2 <- 1 in one generation
+    assert chain.members[1].metrics == chain.members[0].metrics  # same weights, same hp
+    assert chain.members[2].metrics == keep.members[1].metrics  # member 1's weights from before its copy
+    assert chain.members[2].metrics != chain.members[1].metrics

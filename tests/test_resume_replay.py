@@ -12,8 +12,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import rlsched
+from rlsched import RunDir
 from rlsched.agents import PB2, PBT, Fixed
-from rlsched.runner import checkpoint_dirs
+from rlsched.population.lineage import encode
 
 SCRIPT = """
 import sys, rlsched
@@ -50,7 +51,7 @@ def test_sigkill_then_resume_gives_the_unbroken_result(agent, every, tmp_path):
     run_dir = tmp_path / "run"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        done = [int(p.name.split("-")[1]) for p in checkpoint_dirs(run_dir)] if run_dir.exists() else []
+        done = [int(p.name.split("-")[1]) for p in RunDir(run_dir).checkpoints()] if run_dir.exists() else []
         if done and max(done) >= target:
             time.sleep(rng.uniform(0, 0.15))
             break
@@ -64,9 +65,9 @@ def test_sigkill_then_resume_gives_the_unbroken_result(agent, every, tmp_path):
     assert repr([m.metrics for m in resumed.members]) == repr(
         [m.metrics for m in unbroken.members]
     )  # NaN-safe
-    assert resumed.best.schedule == unbroken.best.schedule
+    assert resumed.best.trajectory == unbroken.best.trajectory
     lines = (run_dir / "lineage.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in lines] == unbroken.lineage
+    assert [json.loads(line) for line in lines] == [encode(e) for e in unbroken.lineage]
     assert [p.name for p in run_dir.glob("*checkpoint-*")] == ["checkpoint-00010"]  # old ones pruned
     for member in range(4):  # TensorBoard: what was written after the checkpoint is purged, once
         for tag in ("sched/lr", "val/loss", "pbt/clone_from"):
@@ -78,14 +79,14 @@ def test_sigkill_then_resume_gives_the_unbroken_result(agent, every, tmp_path):
 def test_replay_of_a_clone_free_run_reproduces_it_exactly(tmp_path):
     result = rlsched.run("synthetic", Fixed("cosine"), seed=2, logdir=tmp_path)
     replayed = rlsched.replay(tmp_path / "run")
-    assert replayed.schedule == result.best.schedule
+    assert replayed.trajectory == result.best.trajectory
     assert replayed.metrics == replayed.run_metrics == result.best.metrics
 
 
 def test_replay_of_pbt_retrains_the_best_schedule(tmp_path):
     result = rlsched.run("synthetic", PBT(), population=4, seed=2, logdir=tmp_path)
     replayed = rlsched.replay(tmp_path / "run")
-    assert replayed.schedule == result.best.schedule
+    assert replayed.trajectory == result.best.trajectory
     assert replayed.run_metrics == result.best.metrics
     assert replayed.metrics["loss"] < 0.2
 
@@ -97,7 +98,7 @@ def test_bad_run_dirs_and_checkpoints_give_clear_errors(tmp_path):
     run_dir = tmp_path / "run"
     with pytest.raises(ValueError, match="already holds a run"):
         rlsched.run("synthetic", PBT(), population=2, logdir=tmp_path)
-    (generation,) = checkpoint_dirs(run_dir)
+    (generation,) = RunDir(run_dir).checkpoints()
     assert sorted(p.name for p in generation.iterdir()) == ["member-00.pt", "member-01.pt", "run.pt"]
     ckpt = generation / "member-01.pt"
     ckpt.write_bytes(b"garbage")
@@ -108,7 +109,7 @@ def test_bad_run_dirs_and_checkpoints_give_clear_errors(tmp_path):
         def __reduce__(self):
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
 
-    torch.save({"format": "rlsched.checkpoint/1", "x": Payload()}, ckpt)
+    torch.save({"format": "rlsched.core.files/1", "x": Payload()}, ckpt)
     with pytest.raises(ValueError, match="not a readable rlsched checkpoint"):
         rlsched.resume(run_dir)
     assert not (tmp_path / "pwned").exists()

@@ -24,16 +24,16 @@ def test_closed_forms():
 
 def test_fixed_agent_follows_the_schedule_at_interval_midpoints():
     result = rlsched.run("synthetic", Fixed(Schedule("cosine", warmup=0.2)), seed=0, decisions=5)
-    lrs = [hp.lr for _, hp in result.best.schedule]
+    lrs = [hp.lr for _, hp in result.best.trajectory]
     expected = [max(0.05 * cosine((d + 0.5) / 5, warmup=0.2), 1e-3) for d in range(5)]
     assert lrs == pytest.approx(expected)
-    assert [s for s, _ in result.best.schedule] == [0, 4000, 8000, 12000, 16000]
+    assert [s for s, _ in result.best.trajectory] == [0, 4000, 8000, 12000, 16000]
 
 
 def test_grid_search_runs_every_point_and_checks_population():
     agent = GridSearch(lr=[0.01, 0.1], batch_size=[16, 64])
     result = rlsched.run("synthetic", agent, population=4, seed=0)
-    starts = sorted((m.schedule[0][1].lr, m.schedule[0][1].batch_size) for m in result.members)
+    starts = sorted((m.trajectory[0][1].lr, m.trajectory[0][1].batch_size) for m in result.members)
     assert starts == [(0.01, 16), (0.01, 64), (0.1, 16), (0.1, 64)]
     assert result.best.val_loss == min(m.val_loss for m in result.members)
     with pytest.raises(ValueError, match="population: the grid has 4 points"):

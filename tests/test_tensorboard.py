@@ -7,7 +7,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import rlsched
 from rlsched.agents import PBT
-from rlsched.tblog import tensorboard_server
+from rlsched.population.lineage import Clone, Train
+from rlsched.report.server import tensorboard_server
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def scalars(path, tag):
 def test_logged_values_equal_what_was_applied(finished):
     logdir, result = finished
     run_dir = logdir / "pbt"
-    trains = [e for e in result.lineage if e["event"] == "train"]
-    clones = {(e["decision"], e["member"]): e["donor"] for e in result.lineage if e["event"] == "clone"}
+    trains = [e for e in result.lineage if isinstance(e, Train)]
+    clones = {(e.decision, e.member): e.donor for e in result.lineage if isinstance(e, Clone)}
     assert clones, "the run should have copied members"
     for m in range(4):
         path = run_dir / f"member-{m:02d}"
@@ -37,13 +38,13 @@ def test_logged_values_equal_what_was_applied(finished):
         batch = dict(scalars(path, "sched/batch_size"))
         val = dict(scalars(path, "val/loss"))
         clone = dict(scalars(path, "pbt/clone_from"))
-        for e in (e for e in trains if e["member"] == m):
-            start = e["samples"] - 2000
-            for step in (start + 1, e["samples"]):
-                assert lr[step] == pytest.approx(e["hparams"]["lr"], rel=1e-6)
-                assert batch[step] == e["hparams"]["batch_size"]
-            assert val[e["samples"]] == pytest.approx(e["val_loss"], rel=1e-6)
-            assert clone[start + 1] == clones.get((e["decision"], m), -1)
+        for e in (e for e in trains if e.member == m):
+            start = e.samples - 2000
+            for step in (start + 1, e.samples):
+                assert lr[step] == pytest.approx(e.hparams.lr, rel=1e-6)
+                assert batch[step] == e.hparams.batch_size
+            assert val[e.samples] == pytest.approx(e.val_loss, rel=1e-6)
+            assert clone[start + 1] == clones.get((e.decision, m), -1)
         steps = [s for s, _ in scalars(path, "sched/lr")]
         assert steps == sorted(steps)  # no curve goes back in time
 
@@ -51,14 +52,14 @@ def test_logged_values_equal_what_was_applied(finished):
 def test_clone_text_best_run_layout_hparams_and_figure(finished):
     logdir, result = finished
     run_dir = logdir / "pbt"
-    donor_of = next(e for e in result.lineage if e["event"] == "clone")
-    ea = EventAccumulator(str(run_dir / f"member-{donor_of['member']:02d}"))
+    donor_of = next(e for e in result.lineage if isinstance(e, Clone))
+    ea = EventAccumulator(str(run_dir / f"member-{donor_of.member:02d}"))
     ea.Reload()
     texts = [t.tensor_proto.string_val[0].decode() for t in ea.Tensors("events/pbt/text_summary")]
-    assert any(f"copied member {donor_of['donor']}" in t for t in texts)
+    assert any(f"copied member {donor_of.donor}" in t for t in texts)
     assert "_hparams_/session_start_info" in ea.Tags()["tensors"]
     best = dict(scalars(run_dir / "best", "sched/lr"))
-    for start, hp in result.best.schedule:
+    for start, hp in result.best.trajectory:
         assert best[start + 1] == pytest.approx(hp.lr, rel=1e-6)
     root = EventAccumulator(str(run_dir), size_guidance={"images": 0})
     root.Reload()
@@ -86,8 +87,8 @@ def test_real_tensorboard_server_serves_the_run(finished):
             time.sleep(0.5)
         assert {f"pbt/member-{m:02d}" for m in range(4)} | {"pbt/best"} <= set(runs)
         lr = get(base, "/data/plugin/scalars/scalars?run=pbt/member-00&tag=sched/lr")
-        first = next(e for e in result.lineage if e["event"] == "train" and e["member"] == 0)
-        assert lr[1][1:] == [1, pytest.approx(first["hparams"]["lr"], rel=1e-6)]  # [wall time, step, value]
+        first = next(e for e in result.lineage if isinstance(e, Train) and e.member == 0)
+        assert lr[1][1:] == [1, pytest.approx(first.hparams.lr, rel=1e-6)]  # [wall time, step, value]
         statuses = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
         groups = get(
             base,

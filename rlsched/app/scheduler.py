@@ -27,11 +27,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsched.job import interval_sizes
-from rlsched.member import Record
-from rlsched.sampler import DynamicBatchSampler
-from rlsched.space import Hyperparams, HyperparamSpace
-from rlsched.supervised import GradientProbe, summarize
+from rlsched.agents.controller import Controller
+from rlsched.core.actions import apply_action
+from rlsched.core.features import observation
+from rlsched.core.job import interval_sizes
+from rlsched.core.member import Record
+from rlsched.core.space import Hyperparams, HyperparamSpace
+from rlsched.train.lr import LRSetter
+from rlsched.train.probe import GradientProbe, summarize
+from rlsched.train.sampler import DynamicBatchSampler
 
 
 class AdaptiveScheduler:
@@ -61,8 +65,6 @@ class AdaptiveScheduler:
         wait_for_report: bool = False,
         stat_pairs: int = 8,
     ) -> None:
-        from rlsched.agents.controller import Controller  # the edge: the learned policy
-
         if not isinstance(batch_sampler, DynamicBatchSampler):
             raise TypeError(
                 "batch_sampler: expected a rlsched.DynamicBatchSampler (build the DataLoader on it)"
@@ -73,7 +75,7 @@ class AdaptiveScheduler:
         self.intervals = interval_sizes(budget_samples, decisions)
         self.deterministic, self.stat_pairs, self.wait_for_report = deterministic, stat_pairs, wait_for_report
         base = float(optimizer.param_groups[0]["lr"])
-        self._ratios = [float(g["lr"]) / base for g in optimizer.param_groups]
+        self._lr = LRSetter(optimizer)
         self._params = [p for g in optimizer.param_groups for p in g["params"]]
         self.initial = space.check(Hyperparams(base, batch_sampler.batch_size), "initial")
         self.hparams = self.initial
@@ -126,9 +128,6 @@ class AdaptiveScheduler:
         self._boundary = sum(self.intervals[: d + 1])
 
     def _decide(self) -> None:
-        from rlsched.envs.env import apply_action
-        from rlsched.envs.features import observation
-
         stats = summarize(self._losses, self._sizes, self._probe)
         if not self.history:  # no initial val loss reported: the first steps' loss stands in for it
             self.history.append(Record(0, 0, self.initial, None, {"loss": float(self._losses[0])}))
@@ -143,8 +142,7 @@ class AdaptiveScheduler:
         self._start_interval()
 
     def _apply(self, hp: Hyperparams) -> None:
-        for group, ratio in zip(self.optimizer.param_groups, self._ratios):
-            group["lr"] = hp.lr * ratio
+        self._lr.set(hp.lr)
         self.sampler.batch_size = hp.batch_size
         self.hparams = hp
 

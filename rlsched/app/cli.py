@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rlsched.progress import progress_bar
+from rlsched.app.progress import progress_bar
 
 EXIT_USAGE = 2
 
@@ -39,7 +39,7 @@ def _summary(result, space_note: str = "") -> str:
     header += f" {'lr start -> end':>21} {'batch size':>12}"
     lines = [header]
     for rank, m in enumerate(rows, 1):
-        first, last = m.schedule[0][1], m.hparams
+        first, last = m.trajectory[0][1], m.hparams
         line = f"{rank:>4} {m.member_id:>6} {m.val_loss:>9.4f} " + " ".join(
             f"{m.metrics[k]:>12.4f}" for k in extra
         )
@@ -54,9 +54,10 @@ def _report(result, logdir: Path) -> None:
     print(_summary(result))
     best = result.best
     print(
-        f"\nbest: member {best.member_id}, val loss {best.val_loss:.4f}; schedule (examples: lr, batch size):"
+        f"\nbest: member {best.member_id}, val loss {best.val_loss:.4f}; "
+        "trajectory (examples: lr, batch size):"
     )
-    print("  " + ", ".join(f"{s}: {hp.lr:.3g}, {hp.batch_size}" for s, hp in best.schedule))
+    print("  " + ", ".join(f"{s}: {hp.lr:.3g}, {hp.batch_size}" for s, hp in best.trajectory))
     print(
         f"wall {result.wall_seconds:.1f} s, of which training {result.train_seconds:.1f} s; "
         f"{result.total_samples} examples in all"
@@ -66,17 +67,16 @@ def _report(result, logdir: Path) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import rlsched
-    from rlsched import dist
-    from rlsched.config import apply_sets, build_agent_checked, read_toml, run_config
-    from rlsched.experiment import find_restart
+    from rlsched.app.config import apply_sets, build_agent_checked, read_toml, run_config
+    from rlsched.app.experiment import find_restart, run
+    from rlsched.population.comm import current_comm, shutdown
 
     data = read_toml(args.config) if args.config else {}
     data = apply_sets(data, args.set or [])
     resolved = run_config(data)
     config = resolved.config
     agent = build_agent_checked(config.agent, "agent", config.population)
-    comm = dist.current()  # under torchrun: this rank's share of the population
+    comm = current_comm()  # under torchrun: this rank's share of the population
 
     def choose_name() -> str:
         restarted = find_restart(Path(config.logdir))
@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     update, bar = progress_bar(args.quiet or not root, name)
     try:
-        result = rlsched.run(
+        result = run(
             config.task,
             agent,
             space=resolved.space,
@@ -122,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-        dist.shutdown()
+        shutdown()
     if root:
         _report(result, Path(config.logdir))
     return 0
@@ -139,34 +139,34 @@ def _run_dir(text: str) -> Path:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    import rlsched
-    from rlsched import dist
-    from rlsched.runner import check_checkpoint, checkpoint_dirs
+    from rlsched.app.experiment import resume
+    from rlsched.population.comm import current_comm, shutdown
+    from rlsched.population.rundir import RunDir
 
     run_dir = _run_dir(args.run_dir)
-    checkpoints = checkpoint_dirs(run_dir)
+    checkpoints = RunDir(run_dir).checkpoints()
     if checkpoints:
-        check_checkpoint(checkpoints[-1])  # a bad checkpoint fails here, before anything changes
-    comm = dist.current()
+        RunDir.check_checkpoint(checkpoints[-1])  # a bad checkpoint fails here, before anything changes
+    comm = current_comm()
     update, bar = progress_bar(args.quiet or comm.rank != 0, run_dir.name)
     try:
-        result = rlsched.resume(run_dir, progress=update, comm=comm)
+        result = resume(run_dir, progress=update, comm=comm)
     finally:
         if bar is not None:
             bar.close()
-        dist.shutdown()
+        shutdown()
     if comm.rank == 0:
         _report(result, run_dir.parent)
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    import rlsched
+    from rlsched.app.experiment import replay
 
     run_dir = _run_dir(args.run_dir)
-    replayed = rlsched.replay(run_dir)
-    print("best member's schedule, rebuilt from lineage.jsonl (examples: lr, batch size):")
-    print("  " + ", ".join(f"{s}: {hp.lr:.3g}, {hp.batch_size}" for s, hp in replayed.schedule))
+    replayed = replay(run_dir)
+    print("best member's trajectory, rebuilt from lineage.jsonl (examples: lr, batch size):")
+    print("  " + ", ".join(f"{s}: {hp.lr:.3g}, {hp.batch_size}" for s, hp in replayed.trajectory))
     print(f"{'':14} {'val loss':>9}")
     print(f"{'run (best)':14} {replayed.run_metrics['loss']:>9.4f}")
     print(f"{'replay':14} {replayed.metrics['loss']:>9.4f}   (one fresh member, seed {replayed.job_seed})")
@@ -174,9 +174,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rlsched.compare import compare
-    from rlsched.config import apply_sets, compare_config, read_toml
-    from rlsched.dist import under_torchrun
+    from rlsched.app.compare import compare
+    from rlsched.app.config import apply_sets, compare_config, read_toml
+    from rlsched.population.comm import under_torchrun
 
     if under_torchrun():
         raise ValueError("compare: runs in one process; under torchrun, launch `rlsched run CONFIG`")
@@ -195,7 +195,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_train_controller(args: argparse.Namespace) -> int:
     from rlsched.agents.meta import meta_config, train_controller
-    from rlsched.config import apply_sets, read_toml
+    from rlsched.app.config import apply_sets, read_toml
 
     config = meta_config(apply_sets(read_toml(args.config), args.set or []))
     if Path(config.out).exists():

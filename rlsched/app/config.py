@@ -31,7 +31,6 @@ Every error is one ``ValueError`` line naming the field, the value and what is a
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -39,7 +38,11 @@ from typing import Any
 
 import tomllib
 
-from rlsched.space import Hyperparams, HyperparamSpace
+from rlsched.agents import AGENTS, build_agent
+from rlsched.app.experiment import task_defaults
+from rlsched.core.checks import check_keys, integer
+from rlsched.core.space import Hyperparams, HyperparamSpace
+from rlsched.envs.tasks import Task, get_task
 
 DEFAULT_AGENT = {"type": "PBT"}
 
@@ -118,24 +121,6 @@ def _deep_copy(data: Any) -> Any:
 
 
 # -- validation ----------------------------------------------------------------------------------
-def _unknown(key: str, allowed: list[str], where: str) -> ValueError:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
-    return ValueError(f"{where}{key}: unknown key{hint}")
-
-
-def _check_keys(data: dict[str, Any], allowed: list[str], where: str = "") -> None:
-    for key in data:
-        if key not in allowed:
-            raise _unknown(key, allowed, where)
-
-
-def _int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return value
-
-
 def _str(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
@@ -144,9 +129,7 @@ def _str(value: Any, name: str) -> str:
     return value
 
 
-def _task_checked(name: Any):
-    from rlsched.envs.tasks import get_task
-
+def _task_checked(name: Any) -> Task:
     return get_task(_str(name, "task"))
 
 
@@ -155,7 +138,7 @@ def _space(data: Any, default: HyperparamSpace) -> HyperparamSpace:
         return default
     if not isinstance(data, dict):
         raise ValueError(f"space: expected a table with lr, batch_size, scale_rule, got {data!r}")
-    _check_keys(data, ["lr", "batch_size", "scale_rule"], "space.")
+    check_keys(data, ["lr", "batch_size", "scale_rule"], "space.")
     merged = {**default.to_dict(), **data}
     try:
         return HyperparamSpace(
@@ -170,7 +153,7 @@ def _initial(data: Any, default: Hyperparams, space: HyperparamSpace) -> Hyperpa
         return space.check(default, "initial") if space.contains(default) else space.default()
     if not isinstance(data, dict):
         raise ValueError(f"initial: expected a table with lr and batch_size, got {data!r}")
-    _check_keys(data, ["lr", "batch_size"], "initial.")
+    check_keys(data, ["lr", "batch_size"], "initial.")
     merged = {**default.to_dict(), **data}
     try:
         hp = Hyperparams(merged["lr"], merged["batch_size"])
@@ -181,8 +164,6 @@ def _initial(data: Any, default: Hyperparams, space: HyperparamSpace) -> Hyperpa
 
 def build_agent_checked(data: Any, where: str, population: int):
     """An agent from its table, with unknown arguments and bad values reported as ``where.key``."""
-    from rlsched.agents import AGENTS, build_agent
-
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a table with a type, got {data!r}")
     kind = data.get("type")
@@ -195,7 +176,7 @@ def build_agent_checked(data: Any, where: str, population: int):
         params += [
             p for p in inspect.signature(AGENTS["PBT"].__init__).parameters if p not in ("self", "explore")
         ]
-    _check_keys(data, ["type", *params], f"{where}.")
+    check_keys(data, ["type", *params], f"{where}.")
     try:
         agent = build_agent(data)
     except ValueError as error:
@@ -221,44 +202,40 @@ class Resolved:
     decisions: int
 
 
-def _resolve_common(
-    data: dict[str, Any], cls: type
-) -> tuple[dict[str, Any], Any, HyperparamSpace, Hyperparams]:
-    allowed = [f.name for f in fields(cls)]
-    _check_keys(data, allowed)
+def _resolve_common(data: dict[str, Any], cls: type) -> tuple[Task, HyperparamSpace, Hyperparams, int, int]:
+    """Keys checked against ``cls``; task, space, start, budget and decisions, the task's where unset."""
+    check_keys(data, [f.name for f in fields(cls)])
     task = _task_checked(data.get("task", "mnist1d-mlp"))
     space = _space(data.get("space"), task.space)
     initial = _initial(data.get("initial"), task.initial, space)
-    return data, task, space, initial
+    budget, decisions = data.get("budget_samples"), data.get("decisions")
+    budget = integer(budget, "budget_samples", 1) if budget is not None else None
+    decisions = integer(decisions, "decisions", 1) if decisions is not None else None
+    space, initial, budget, decisions = task_defaults(task, space, initial, budget, decisions)
+    if budget < decisions:
+        raise ValueError(
+            f"budget_samples: expected at least one example per decision (>= {decisions}), got {budget}"
+        )
+    return task, space, initial, budget, decisions
 
 
 def run_config(data: dict[str, Any]) -> Resolved:
     """Validate a run config dict (from TOML and ``--set``) and fill in the task's defaults."""
-    data, task, space, initial = _resolve_common(data, RunConfig)
+    task, space, initial, budget, decisions = _resolve_common(data, RunConfig)
     if isinstance(data.get("agent"), dict) and "type" not in data["agent"]:  # e.g. --set agent.explore=...
         data = {**data, "agent": {**DEFAULT_AGENT, **data["agent"]}}
     config = RunConfig(**data)
     _str(config.name, "name")
     _str(config.logdir, "logdir")
-    _int(config.seed, "seed", 0)
-    _int(config.population, "population", 1)
-    _int(config.checkpoint_every, "checkpoint_every", 1)
-    budget = (
-        _int(config.budget_samples, "budget_samples", 1)
-        if config.budget_samples is not None
-        else task.budget_samples
-    )
-    decisions = _int(config.decisions, "decisions", 1) if config.decisions is not None else task.decisions
-    if budget < decisions:
-        raise ValueError(
-            f"budget_samples: expected at least one example per decision (>= {decisions}), got {budget}"
-        )
+    integer(config.seed, "seed", 0)
+    integer(config.population, "population", 1)
+    integer(config.checkpoint_every, "checkpoint_every", 1)
     build_agent_checked(config.agent, "agent", config.population)
     return Resolved(replace(config, task=task.name), space, initial, budget, decisions)
 
 
 def compare_config(data: dict[str, Any]) -> tuple[CompareConfig, HyperparamSpace, Hyperparams, int, int]:
-    data, task, space, initial = _resolve_common(data, CompareConfig)
+    task, space, initial, budget, decisions = _resolve_common(data, CompareConfig)
     if "agents" not in data or not isinstance(data["agents"], dict) or not data["agents"]:
         raise ValueError("agents: expected at least one [agents.<label>] table")
     seeds = data.get("seeds", [0, 1, 2])
@@ -266,16 +243,10 @@ def compare_config(data: dict[str, Any]) -> tuple[CompareConfig, HyperparamSpace
         raise ValueError(f"seeds: expected a non-empty list of integers >= 0, got {seeds!r}")
     config = CompareConfig(**{**data, "seeds": tuple(seeds)})
     _str(config.name, "name")
-    population = _int(config.population, "population", 1)
-    budget = (
-        _int(config.budget_samples, "budget_samples", 1)
-        if config.budget_samples is not None
-        else task.budget_samples
-    )
-    decisions = _int(config.decisions, "decisions", 1) if config.decisions is not None else task.decisions
+    population = integer(config.population, "population", 1)
     for label, table in config.agents.items():
         if not isinstance(table, dict):
             raise ValueError(f"agents.{label}: expected a table with a type, got {table!r}")
-        own = _int(table.get("population", population), f"agents.{label}.population", 1)
+        own = integer(table.get("population", population), f"agents.{label}.population", 1)
         build_agent_checked({k: v for k, v in table.items() if k != "population"}, f"agents.{label}", own)
     return replace(config, task=task.name), space, initial, budget, decisions

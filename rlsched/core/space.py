@@ -141,6 +141,11 @@ class HyperparamSpace:
     def to_dict(self) -> dict:
         return {"lr": list(self.lr), "batch_size": list(self.batch_size), "scale_rule": self.scale_rule}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> HyperparamSpace:
+        """The space from :meth:`to_dict`'s form; missing keys take the defaults."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
 
 def _as_tuple(value: object, field: str) -> tuple:
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):

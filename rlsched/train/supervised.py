@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -12,9 +11,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset, default_collate
 
-from rlsched.job import TrainStats
-from rlsched.sampler import DynamicBatchSampler
-from rlsched.space import Hyperparams
+from rlsched.core.job import TrainStats
+from rlsched.core.space import Hyperparams
+from rlsched.train.lr import LRSetter
+from rlsched.train.probe import GradientProbe, summarize
+from rlsched.train.sampler import DynamicBatchSampler
 
 Metric = Callable[[torch.Tensor, torch.Tensor], "torch.Tensor | float"]
 STATE_FORMAT = "rlsched.SupervisedJob/1"
@@ -78,7 +79,7 @@ class SupervisedJob:
         self.eval_batch_size = int(eval_batch_size)
         self.stat_pairs = int(stat_pairs)
         self.sampler = DynamicBatchSampler(len(train_data), 1, shuffle=True, seed=seed)
-        self._lr_ratios = [float(g["lr"]) / float(base) for g in optimizer.param_groups]
+        self._lr = LRSetter(optimizer)
         self._params = [p for g in optimizer.param_groups for p in g["params"]]
         self._device = self._params[0].device if self._params else torch.device("cpu")
         self._rng_state = torch.Generator().manual_seed(seed).get_state()
@@ -160,11 +161,7 @@ class SupervisedJob:
     # -- helpers ---------------------------------------------------------------------------
     def set_lr(self, lr: float) -> None:
         """Set the first group's LR to ``lr`` and every other group's to its kept ratio of it."""
-        for group, ratio in zip(self.optimizer.param_groups, self._lr_ratios):
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(lr * ratio)
-            else:
-                group["lr"] = lr * ratio
+        self._lr.set(lr)
 
     def _batch(self, data: Dataset, index: torch.Tensor) -> tuple[Any, Any]:
         if isinstance(data, TensorDataset):
@@ -208,87 +205,3 @@ def _to(value: Any, device: torch.device) -> Any:
     if isinstance(value, dict):
         return {k: _to(v, device) for k, v in value.items()}
     return value
-
-
-def summarize(losses: list[torch.Tensor], sizes: list[int], probe: GradientProbe) -> TrainStats:
-    """TrainStats of an interval from its per-step losses (0-dim tensors), batch sizes and probe."""
-    per_step = torch.stack(losses).double().cpu()
-    weights = torch.tensor(sizes, dtype=torch.float64)
-    samples = sum(sizes)
-    loss_mean = float((per_step * weights).sum() / samples)
-    loss_std = float(per_step.std(unbiased=False)) if len(sizes) > 1 else 0.0
-    nonfinite = not (math.isfinite(loss_mean) and math.isfinite(loss_std)) or probe.nonfinite
-    return TrainStats(
-        samples=samples,
-        steps=len(sizes),
-        loss_mean=loss_mean,
-        loss_std=loss_std,
-        grad_norm=probe.grad_norm(),
-        b_simple=probe.b_simple(),
-        update_ratio=probe.update_ratio,
-        nonfinite=bool(nonfinite),
-    )
-
-
-class GradientProbe:
-    """Gradient statistics measured on a few pairs of consecutive full steps.
-
-    For consecutive minibatch gradients ``g_i``, ``g_{i+1}`` of size ``B`` drawn independently:
-    ``E<g_i, g_{i+1}> = |G|^2`` and ``E|g_i|^2 = |G|^2 + tr(Sigma)/B``. Hence
-    ``B_simple = tr(Sigma)/|G|^2`` from means over the probed pairs (McCandlish et al. 2018,
-    appendix A, with consecutive steps in place of two batch sizes). The weights move between
-    the two steps of a pair by one update, a small bias at sane learning rates.
-    """
-
-    def __init__(self, params: list[torch.Tensor], full_steps: int, pairs: int) -> None:
-        self.params = params
-        count = min(pairs, full_steps // 2)
-        stride = full_steps // count if count else 0
-        self.firsts = {k * stride for k in range(count)} | {0}
-        self.seconds = {k * stride + 1 for k in range(count)}
-        self.sq_norms: list[tuple[int, float]] = []
-        self.dots: list[float] = []
-        self.update_ratio = math.nan
-        self.nonfinite = False
-        self._previous: torch.Tensor | None = None
-        self._weights: torch.Tensor | None = None
-
-    def _flat_grad(self) -> torch.Tensor:
-        return torch.cat(
-            [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params]
-        ).double()
-
-    def before_step(self, step: int, size: int) -> None:
-        if step not in self.firsts and step not in self.seconds:
-            return
-        grad = self._flat_grad()
-        self.sq_norms.append((size, float(grad @ grad)))
-        if step in self.seconds and self._previous is not None:
-            self.dots.append(float(self._previous @ grad))
-        self._previous = grad if step in self.firsts else None
-        if not math.isfinite(self.sq_norms[-1][1]):
-            self.nonfinite = True
-        if step == 0:
-            self._weights = torch.cat([p.detach().reshape(-1) for p in self.params]).double()
-
-    def after_step(self, step: int) -> None:
-        if self._weights is None:
-            return
-        after = torch.cat([p.detach().reshape(-1) for p in self.params]).double()
-        norm = float(self._weights.norm())
-        self.update_ratio = float((after - self._weights).norm()) / norm if norm > 0 else math.nan
-        self._weights = None
-
-    def grad_norm(self) -> float:
-        if not self.sq_norms:
-            return math.nan
-        return sum(math.sqrt(max(sq, 0.0)) for _, sq in self.sq_norms) / len(self.sq_norms)
-
-    def b_simple(self) -> float:
-        if not self.dots:
-            return math.nan
-        signal = sum(self.dots) / len(self.dots)  # estimate of |G|^2
-        if not (math.isfinite(signal) and signal > 0):
-            return math.nan
-        noise = sum(size * (sq - signal) for size, sq in self.sq_norms) / len(self.sq_norms)
-        return max(noise, 0.0) / signal

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from rlsched.space import Hyperparams
+from rlsched.core.checks import integer
+from rlsched.core.space import Hyperparams
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class TrainingJob(Protocol):
     larger batch is not free. ``state_dict``/``load_state_dict`` cover model, optimizer, data
     order and RNG, so a restored copy continues exactly as the original would. After loading,
     the hyperparameters given to the next ``train`` call always win over restored ones.
+    ``evaluate()`` returns the validation metrics and always has ``"loss"``.
+
+    A job with a held-out test split also implements :class:`WithTestSplit`.
     """
 
     def train(self, hp: Hyperparams, samples: int) -> TrainStats: ...
@@ -58,21 +63,39 @@ class TrainingJob(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+@runtime_checkable
+class WithTestSplit(TrainingJob, Protocol):
+    """A :class:`TrainingJob` with named evaluation splits, one of them ``"test"``.
+
+    ``evaluate(split)`` evaluates any name in ``splits``; ``evaluate()`` stays the validation
+    split. The runner evaluates ``"test"`` once, at the end of a run, and never decides on it.
+    """
+
+    splits: Collection[str]
+
+    def evaluate(self, split: str = "val") -> dict[str, float]: ...
+
+
+def evaluate_test(job: TrainingJob) -> dict[str, float] | None:
+    """The job's test-split metrics, or ``None`` when it has no test split."""
+    if isinstance(job, WithTestSplit) and "test" in job.splits:
+        return dict(job.evaluate("test"))
+    return None
+
+
 def interval_sizes(budget_samples: int, decisions: int) -> list[int]:
     """Split a budget of examples into ``decisions`` near-equal intervals that sum exactly to it.
 
     >>> interval_sizes(10, 3)
     [3, 3, 4]
     """
-    if isinstance(decisions, bool) or not isinstance(decisions, int) or decisions < 1:
-        raise ValueError(f"decisions: expected an integer >= 1, got {decisions!r}")
-    if isinstance(budget_samples, bool) or not isinstance(budget_samples, int):
-        raise ValueError(f"budget_samples: expected an integer, got {budget_samples!r}")
-    if budget_samples < decisions:
-        raise ValueError(
-            f"budget_samples: expected at least one example per decision (>= {decisions}), "
-            f"got {budget_samples!r}"
-        )
+    decisions = integer(decisions, "decisions", 1)
+    budget_samples = integer(
+        budget_samples,
+        "budget_samples",
+        decisions,
+        what=f"at least one example per decision (>= {decisions})",
+    )
     bounds = [(i * budget_samples) // decisions for i in range(decisions + 1)]
     return [b - a for a, b in zip(bounds, bounds[1:])]
 

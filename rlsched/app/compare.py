@@ -16,9 +16,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from rlsched.checkpoint import atomic_write_bytes, atomic_write_json
-from rlsched.config import CompareConfig, build_agent_checked
-from rlsched.space import Hyperparams, HyperparamSpace
+from rlsched.app.config import CompareConfig, build_agent_checked
+from rlsched.app.experiment import run
+from rlsched.app.progress import progress_bar
+from rlsched.core.files import atomic_write_bytes, atomic_write_json
+from rlsched.core.space import Hyperparams, HyperparamSpace
 
 
 def slug(label: str) -> str:
@@ -52,9 +54,6 @@ def compare(
     *,
     quiet: bool = False,
 ) -> str:
-    import rlsched
-    from rlsched.progress import progress_bar
-
     root = Path(config.logdir) / config.name
     rows, test_metric = [], None
     for label, table in config.agents.items():
@@ -66,7 +65,7 @@ def compare(
             update, bar = progress_bar(quiet, f"{label} seed {seed}")
             try:
                 results.append(
-                    rlsched.run(
+                    run(
                         config.task,
                         agent,
                         space=space,

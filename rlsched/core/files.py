@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-CHECKPOINT_FORMAT = "rlsched.checkpoint/1"
+CHECKPOINT_FORMAT = "rlsched.core.files/1"
 
 
 def atomic_write_bytes(path: Path, write) -> None:

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from rlsched.core.checks import integer
+
 
 class DynamicBatchSampler(Sampler[list[int]]):
     """Yields batches of dataset indices; ``batch_size`` is read afresh for every batch.
@@ -38,9 +40,7 @@ class DynamicBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         drop_last: bool = False,
     ) -> None:
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples: expected a positive integer, got {num_samples!r}")
-        self.num_samples = num_samples
+        self.num_samples = integer(num_samples, "num_samples", 1, what="a positive integer")
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
@@ -56,9 +56,7 @@ class DynamicBatchSampler(Sampler[list[int]]):
 
     @batch_size.setter
     def batch_size(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"batch_size: expected a positive integer, got {value!r}")
-        self._batch_size = int(value)
+        self._batch_size = integer(value, "batch_size", 1, what="a positive integer")
 
     def _permutation(self) -> torch.Tensor:
         if self._perm_epoch != self.epoch:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlsched.job import TrainingJob, TrainStats, is_diverged
-from rlsched.space import Hyperparams
+from rlsched.core.job import TrainingJob, TrainStats, is_diverged
+from rlsched.core.space import Hyperparams
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,23 @@ class Member:
         return record
 
     @property
+    def trajectory(self) -> list[tuple[int, Hyperparams]]:
+        """See :func:`trajectory`."""
+        return trajectory(self.history)
+
+    @property
     def last(self) -> Record:
         return self.history[-1]
 
     @property
     def diverged(self) -> bool:
         return bool(self.history) and self.last.diverged
+
+
+def trajectory(history: Sequence[Record]) -> list[tuple[int, Hyperparams]]:
+    """A member's trajectory: ``(samples at the interval's start, hparams)`` for every trained
+    interval of ``history``, its ancestors' included (a copy inherits its donor's history).
+
+    Not to be confused with a ``Schedule`` (an LR multiplier over progress, a hand-made rule).
+    """
+    return [(r.samples - r.stats.samples, r.hparams) for r in history[1:] if r.stats is not None]

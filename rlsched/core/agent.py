@@ -9,8 +9,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rlsched.member import Record
-from rlsched.space import Hyperparams, HyperparamSpace
+from rlsched.core.member import Record
+from rlsched.core.space import Hyperparams, HyperparamSpace
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,36 @@ class Agent(Protocol):
     def decide(self, view: PopulationView, rng: np.random.Generator) -> list[Decision]:
         """One decision per member, in member order, before each interval after the first."""
         ...
+
+    def config(self) -> dict[str, Any] | None:
+        """The agent as a config table (``{"type": ..., **arguments}``) from which it can be built
+        again to resume a run; ``None`` for an agent that cannot be rebuilt from text (then
+        ``resume`` needs the same agent passed in)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Explorer(Protocol):
+    """How PBT picks a copied member's new hyperparameters, and moves the others between rounds.
+
+    PBT calls ``observe`` once per decision, before anything else; ``explore`` for each member
+    that copies a donor; ``adjust`` for each member that does not (return ``member.hparams`` to
+    leave it alone). ``explore`` returns the new hyperparameters and readable changes.
+    """
+
+    def observe(self, view: PopulationView) -> None: ...
+
+    def explore(
+        self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator, donor: MemberView
+    ) -> tuple[Hyperparams, list[str]]: ...
+
+    def adjust(self, member: MemberView, view: PopulationView, rng: np.random.Generator) -> Hyperparams: ...
+
+    def config(self) -> str | dict[str, Any] | None: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 

@@ -23,11 +23,25 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
-import numpy as np
 import torch
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Codec(Generic[T]):
+    """How a typed value crosses ranks: ``encode`` to plain JSON values and ``decode`` back.
+    In process nothing is encoded: the runner works on typed values throughout."""
+
+    encode: Callable[[T], Any]
+    decode: Callable[[Any], T]
+
+
+PLAIN: Codec[Any] = Codec(lambda v: v, lambda v: v)  # already plain JSON values
 
 
 class Comm(Protocol):
@@ -36,9 +50,9 @@ class Comm(Protocol):
     rank: int
     world: int
 
-    def from_root(self, make: Callable[[], Any]) -> Any: ...
+    def from_root(self, make: Callable[[], T], codec: Codec[T] = PLAIN) -> T: ...
 
-    def all_gather(self, value: Any) -> list[Any]: ...
+    def all_gather(self, value: T, codec: Codec[T] = PLAIN) -> list[T]: ...
 
     def exchange(
         self, states: dict[int, dict[str, Any]], wanted: dict[int, set[int]], holders: list[int]
@@ -52,10 +66,10 @@ class Local:
 
     rank, world = 0, 1
 
-    def from_root(self, make: Callable[[], Any]) -> Any:
+    def from_root(self, make: Callable[[], T], codec: Codec[T] = PLAIN) -> T:
         return make()
 
-    def all_gather(self, value: Any) -> list[Any]:
+    def all_gather(self, value: T, codec: Codec[T] = PLAIN) -> list[T]:
         return [value]
 
     def exchange(
@@ -65,59 +79,6 @@ class Local:
 
     def barrier(self) -> None:
         pass
-
-
-def predicted_costs(
-    seconds: Sequence[float], batch_sizes: Sequence[int], next_batch_sizes: Sequence[int]
-) -> list[float]:
-    """Each member's predicted training time for the next interval, from the last interval's times.
-
-    Time per example is modelled as ``a + b / batch_size`` (a per-example cost plus a per-step
-    cost spread over the batch), fitted by least squares to the last interval's members; with a
-    single batch size in use, the mean time per member is the prediction for all of them.
-    """
-    x = np.array([1.0 / b for b in batch_sizes])
-    y = np.asarray(seconds, dtype=float)
-    if len(set(batch_sizes)) < 2 or not np.all(np.isfinite(y)):
-        mean = float(np.mean(y)) if len(y) and np.all(np.isfinite(y)) else 1.0
-        return [mean] * len(next_batch_sizes)
-    b, a = np.polyfit(x, y, 1)
-    a, b = max(float(a), 0.0), max(float(b), 0.0)
-    return [a + b / n for n in next_batch_sizes]
-
-
-def balance(costs: Sequence[float], current: Sequence[int], world: int, *, slack: float = 0.03) -> list[int]:
-    """Member -> rank for the next generation, given each member's predicted ``costs``.
-
-    From ``current``, repeatedly take the move of one member off the busiest rank, or the swap of
-    two members, that most lowers the busier of the two ranks involved, while one helps. The result
-    is kept only if it lowers the predicted slowest rank by more than ``slack``, so members move
-    (their states cross the network) only for a real gain.
-    """
-    placement, loads = list(current), [0.0] * world
-    for cost, rank in zip(costs, placement):
-        loads[rank] += cost
-    before = max(loads)
-    for _ in range(len(costs)):
-        busiest = max(range(world), key=lambda r: (loads[r], -r))
-        best: tuple[float, int, int, int | None] | None = None  # (new peak, leaving, to rank, arriving)
-        for i in (i for i in range(len(costs)) if placement[i] == busiest):
-            for r in (r for r in range(world) if r != busiest):
-                for k in [None] + [k for k in range(len(costs)) if placement[k] == r]:
-                    back = costs[k] if k is not None else 0.0
-                    peak = max(loads[busiest] - costs[i] + back, loads[r] + costs[i] - back)
-                    if peak < (best[0] if best else loads[busiest]) - 1e-12:
-                        best = (peak, i, r, k)
-        if best is None:
-            break
-        _, i, r, k = best
-        back = costs[k] if k is not None else 0.0
-        loads[busiest] += back - costs[i]
-        loads[r] += costs[i] - back
-        placement[i] = r
-        if k is not None:
-            placement[k] = busiest
-    return placement if max(loads) < before * (1 - slack) else list(current)
 
 
 def state_bytes(state: dict[str, Any]) -> bytes:
@@ -160,12 +121,12 @@ class TorchComm:
         return buffer.cpu().numpy().tobytes()
 
     # -- the collectives --------------------------------------------------------------------
-    def from_root(self, make: Callable[[], Any]) -> Any:
-        """``make()`` on rank 0, its JSON value on every rank. An error on rank 0 reaches all ranks."""
+    def from_root(self, make: Callable[[], T], codec: Codec[T] = PLAIN) -> T:
+        """``make()`` on rank 0, its value on every rank. An error on rank 0 reaches all ranks."""
         payload = None
         if self.rank == 0:
             try:
-                payload = json.dumps({"value": make()}, allow_nan=True).encode()
+                payload = json.dumps({"value": codec.encode(make())}, allow_nan=True).encode()
             except Exception as error:  # every rank must leave the collective, then raise alike
                 kind = "ValueError" if isinstance(error, ValueError) else "RuntimeError"
                 self._broadcast_bytes(json.dumps({"error": str(error), "kind": kind}).encode())
@@ -173,11 +134,11 @@ class TorchComm:
         message = json.loads(self._broadcast_bytes(payload))
         if "error" in message:  # bad input stays a ValueError (one line, exit 2, on every rank)
             raise (ValueError if message["kind"] == "ValueError" else RuntimeError)(message["error"])
-        return message["value"]
+        return codec.decode(message["value"])
 
-    def all_gather(self, value: Any) -> list[Any]:
-        """Every rank's JSON ``value``, in rank order, on every rank."""
-        data = json.dumps(value, allow_nan=True).encode()
+    def all_gather(self, value: T, codec: Codec[T] = PLAIN) -> list[T]:
+        """Every rank's ``value``, in rank order, on every rank."""
+        data = json.dumps(codec.encode(value), allow_nan=True).encode()
         size = torch.tensor([len(data)], dtype=torch.int64, device=self.device)
         sizes = [torch.zeros_like(size) for _ in range(self.world)]
         self.dist.all_gather(sizes, size)
@@ -186,7 +147,7 @@ class TorchComm:
         padded[: len(data)] = self._tensor(data)
         buffers = [torch.empty_like(padded) for _ in range(self.world)]
         self.dist.all_gather(buffers, padded)
-        return [json.loads(b[: int(s)].cpu().numpy().tobytes()) for b, s in zip(buffers, sizes)]
+        return [codec.decode(json.loads(b[: int(s)].cpu().numpy().tobytes())) for b, s in zip(buffers, sizes)]
 
     def exchange(
         self, states: dict[int, dict[str, Any]], wanted: dict[int, set[int]], holders: list[int]
@@ -242,7 +203,7 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def current() -> Comm:
+def current_comm() -> Comm:
     """``TorchComm`` when launched by ``torchrun`` (initialising the process group on first use:
     NCCL when CUDA is available, else gloo), ``Local`` otherwise."""
     import torch.distributed as dist

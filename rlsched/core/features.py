@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rlsched.member import Record
-from rlsched.space import Hyperparams
+from rlsched.core.member import Record
+from rlsched.core.space import Hyperparams
 
 OBSERVATION_VERSION = 1
 CLIP = 10.0

@@ -1,0 +1,234 @@
+"""``run``, ``resume`` and ``replay``: experiments from Python, with a run directory on disk.
+
+A run directory (:class:`~rlsched.population.rundir.RunDir`) holds ``run.json`` (the settings),
+``lineage.jsonl`` (every copy, change and training event, appended as it happens), the newest
+complete generation ``checkpoint-NNNNN/`` and, once finished, ``result.json``.
+
+Under ``torchrun`` the same calls run on every rank (see :mod:`rlsched.population.comm`), and a
+worker group that ``torchrun --max-restarts`` restarts resumes its run from the last complete
+generation.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlsched.agents import build_agent
+from rlsched.app.progress import Progress, ProgressObserver
+from rlsched.core.agent import Agent
+from rlsched.core.member import Member
+from rlsched.core.space import Hyperparams, HyperparamSpace
+from rlsched.envs.tasks import Task, get_task
+from rlsched.population.comm import Comm, current_comm, launch_id, restart_count
+from rlsched.population.lineage import trajectory_from_lineage
+from rlsched.population.observer import RunObserver
+from rlsched.population.persistence import Persistence
+from rlsched.population.rundir import RunDir
+from rlsched.population.runner import JobFactory, Runner
+from rlsched.population.state import RunResult, RunSpec
+from rlsched.report.tensorboard import TensorBoardObserver
+
+log = logging.getLogger("rlsched")
+
+
+def task_defaults(
+    task: Task,
+    space: HyperparamSpace | None = None,
+    initial: Hyperparams | None = None,
+    budget_samples: int | None = None,
+    decisions: int | None = None,
+) -> tuple[HyperparamSpace, Hyperparams, int, int]:
+    """What is not given, from the task: its space, its start (or the space's default when the
+    given space does not contain it), its budget and its decisions."""
+    space = space or task.space
+    if initial is None:
+        initial = task.initial if space.contains(task.initial) else space.default()
+    return space, initial, budget_samples or task.budget_samples, decisions or task.decisions
+
+
+def _observers(
+    run_dir: RunDir | None, spec: RunSpec, agent: Agent, comm: Comm, progress: Progress | None, resumed: bool
+) -> list[RunObserver]:
+    """TensorBoard first (it flushes before a checkpoint), persistence next, progress last."""
+    observers: list[RunObserver] = []
+    if run_dir is not None:
+        observers += [
+            TensorBoardObserver(run_dir, spec, comm, resumed=resumed),
+            Persistence(run_dir, agent, comm),
+        ]
+    if progress is not None:
+        observers.append(ProgressObserver(progress, comm.world, spec.decisions))
+    return observers
+
+
+def run(
+    job_factory: JobFactory | str,
+    agent: Agent,
+    *,
+    space: HyperparamSpace | None = None,
+    population: int = 1,
+    budget_samples: int | None = None,
+    decisions: int | None = None,
+    initial: Hyperparams | None = None,
+    logdir: str | Path | None = None,
+    name: str = "run",
+    seed: int = 0,
+    progress: Progress | None = None,
+    comm: Comm | None = None,
+    checkpoint_every: int = 1,
+) -> RunResult:
+    """Run ``population`` members of ``job_factory`` for ``decisions`` intervals under ``agent``.
+
+    ``job_factory`` is a callable ``seed -> TrainingJob`` or the name of a built-in task, whose
+    space, initial hyperparameters, budget and decisions then fill in what is not given.
+    With ``logdir``, the run directory is ``logdir/name`` and can be resumed and replayed; a
+    checkpoint is written every ``checkpoint_every`` generations (and after the last one).
+    Launched by ``torchrun``, every rank calls ``run`` alike and the members are sharded over the
+    ranks (``comm`` defaults to :func:`rlsched.population.comm.current`); every rank gets the
+    same result.
+
+    >>> from rlsched.agents import PBT
+    >>> result = run("synthetic", PBT(), population=4, seed=0)
+    >>> result.best.val_loss < 0.2
+    True
+    """
+    task_name = job_factory if isinstance(job_factory, str) else None
+    if task_name is not None:
+        task = get_task(task_name)
+        job_factory = task.build
+        space, initial, budget_samples, decisions = task_defaults(
+            task, space, initial, budget_samples, decisions
+        )
+    if space is None or budget_samples is None or decisions is None:
+        raise ValueError("space, budget_samples, decisions: required when job_factory is not a task name")
+    spec = RunSpec(
+        space=space,
+        population=population,
+        budget_samples=budget_samples,
+        decisions=decisions,
+        initial=initial or space.default(),
+        seed=int(seed),
+        checkpoint_every=checkpoint_every,
+        task=task_name,
+        agent=agent.config(),
+        launch=launch_id(),
+    )
+    comm = comm or current_comm()
+    run_dir = RunDir(Path(logdir) / name) if logdir is not None else None
+    if run_dir is not None:
+        if run_dir.exists():
+            if is_restart_of(run_dir):  # torchrun restarted the workers: go on where they stopped
+                if comm.rank == 0:
+                    log.warning(
+                        "rlsched: torchrun restart %d: resuming %s from its last complete generation",
+                        restart_count(),
+                        run_dir.path,
+                    )
+                return resume(run_dir.path, job_factory, agent, progress, comm=comm)
+            raise ValueError(f"logdir: {run_dir.path} already holds a run; resume it or choose another name")
+        comm.barrier()  # every rank has looked before rank 0 writes
+    created = run_dir is not None and not run_dir.path.exists()
+    if run_dir is not None and comm.rank == 0:
+        run_dir.create(spec)
+    runner = Runner(
+        job_factory, agent, spec, comm=comm, observers=_observers(run_dir, spec, agent, comm, progress, False)
+    )
+    started = time.perf_counter()
+    try:
+        state = runner.start()  # its first collective also waits for rank 0's run.json
+    except (ValueError, RuntimeError):  # bad input found by the agent (e.g. grid size): leave nothing
+        if run_dir is not None and created and comm.rank == 0:
+            shutil.rmtree(run_dir.path, ignore_errors=True)
+        raise
+    return runner.run(state, started)
+
+
+def is_restart_of(run_dir: RunDir) -> bool:
+    """True when this process is a ``torchrun`` elastic restart of the launch that made ``run_dir``."""
+    if restart_count() == 0 or launch_id() is None:
+        return False
+    try:
+        return run_dir.read_json().get("launch") == launch_id()
+    except ValueError:
+        return False
+
+
+def find_restart(logdir: Path) -> Path | None:
+    """The run under ``logdir`` that an earlier attempt of this ``torchrun`` launch made (resuming
+    a finished one only rewrites its result)."""
+    if restart_count() == 0:
+        return None
+    runs = (RunDir(p.parent) for p in sorted(Path(logdir).glob("*/run.json")))
+    return next((r.path for r in runs if is_restart_of(r)), None)
+
+
+def _factory(spec: RunSpec, job_factory: JobFactory | None) -> JobFactory:
+    if job_factory is not None:
+        return job_factory
+    if spec.task is None:
+        raise ValueError("job_factory: this run was made with a custom job factory; pass the same one")
+    return get_task(spec.task).build
+
+
+def resume(
+    run_dir: str | Path,
+    job_factory: JobFactory | None = None,
+    agent: Agent | None = None,
+    progress: Progress | None = None,
+    comm: Comm | None = None,
+) -> RunResult:
+    """Continue a killed run from its newest complete checkpoint; the result equals an unbroken
+    run's. The number of ``torchrun`` ranks may differ from the run's first attempt."""
+    comm = comm or current_comm()
+    directory = RunDir(run_dir)
+    spec = directory.spec()
+    if agent is None:
+        if spec.agent is None:
+            raise ValueError("agent: this run's agent cannot be rebuilt from run.json; pass the same agent")
+        agent = build_agent(spec.agent)
+    observers = _observers(directory, spec, agent, comm, progress, True)
+    runner = Runner(_factory(spec, job_factory), agent, spec, comm=comm, observers=observers)
+    persistence = next(o for o in observers if isinstance(o, Persistence))
+    started = time.perf_counter()
+    checkpoints = directory.checkpoints()
+    directory.refuse_legacy()
+    comm.barrier()  # every rank has chosen the checkpoint before rank 0 may write a newer one
+    if not checkpoints:  # killed before the first checkpoint: start over
+        if comm.rank == 0:
+            directory.remove_lineage()
+        state = runner.start()
+    else:
+        saved = directory.load_run(checkpoints[-1])
+        lineage = persistence.restore_lineage(saved)
+        state = runner.restore(saved, lambda i: directory.load_member(checkpoints[-1], i), lineage)
+    return runner.run(state, started)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """A fresh member retrained on the best member's reconstructed trajectory, beside the run's best."""
+
+    trajectory: list[tuple[int, Hyperparams]]
+    metrics: dict[str, float]
+    run_metrics: dict[str, float]
+    job_seed: int
+
+
+def replay(run_dir: str | Path, job_factory: JobFactory | None = None) -> ReplayResult:
+    """Retrain one fresh member, from the best member's original initialisation, on its trajectory
+    rebuilt from ``lineage.jsonl`` alone, and report it beside the run's result."""
+    directory = RunDir(run_dir)
+    spec = directory.spec()
+    result = directory.read_result()
+    trajectory = trajectory_from_lineage(directory.lineage(), result["best_member"])
+    member = Member(_factory(spec, job_factory)(result["seed_of_best_origin"]), trajectory[0][1])
+    member.start()
+    for (_, hp), samples in zip(trajectory, spec.intervals, strict=True):
+        member.advance(hp, samples)
+    return ReplayResult(
+        trajectory, dict(member.last.metrics), result["best"]["metrics"], result["seed_of_best_origin"]
+    )

@@ -1,0 +1,281 @@
+"""RunDir: the one owner of a run directory's files, their format and their reading and writing.
+
+::
+
+    <logdir>/<name>/
+        run.json               RunSpec (format "rlsched.run/1")
+        lineage.jsonl          lineage events, one per line, appended as they happen
+        checkpoint-NNNNN/      the newest complete generation: run.pt + member-XX.pt per member id
+        result.json            once finished: every member's result, the best, its origin
+        member-XX/, best/      TensorBoard runs (written by rlsched.report)
+        schedules.png          the schedule figure
+
+Checkpoints are plain dicts of tensors and Python scalars (``weights_only=True`` to load), written
+under a temporary name and renamed into place, so a kill never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rlsched.core.files import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
+from rlsched.core.member import Record
+from rlsched.core.space import Hyperparams, HyperparamSpace
+from rlsched.population import lineage
+from rlsched.population.lineage import Event
+from rlsched.population.state import MemberResult, RunResult, RunSpec, RunState, SavedMember, SavedRun
+
+RUN_FORMAT = "rlsched.run/1"
+
+
+def member_run(member_id: int) -> str:
+    """The name of a member's TensorBoard run and checkpoint file: ``member-07``."""
+    return f"member-{member_id:02d}"
+
+
+class RunDir:
+    """A run directory at ``path``; nothing is read or written until a method is called."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # -- run.json ---------------------------------------------------------------------------
+    @property
+    def spec_file(self) -> Path:
+        return self.path / "run.json"
+
+    def exists(self) -> bool:
+        """Whether a run was started here (``run.json`` exists)."""
+        return self.spec_file.exists()
+
+    def create(self, spec: RunSpec) -> None:
+        """Make the directory and write ``run.json``; a stale ``lineage.jsonl`` is removed."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.lineage_file.unlink(missing_ok=True)
+        atomic_write_json(
+            self.spec_file,
+            {
+                "format": RUN_FORMAT,
+                "task": spec.task,
+                "agent": spec.agent,
+                "space": spec.space.to_dict(),
+                "population": spec.population,
+                "budget_samples": spec.budget_samples,
+                "decisions": spec.decisions,
+                "initial": spec.initial.to_dict(),
+                "seed": spec.seed,
+                "checkpoint_every": spec.checkpoint_every,
+                "launch": spec.launch,
+            },
+        )
+
+    def read_json(self) -> dict[str, Any]:
+        """``run.json`` as written; one ``ValueError`` if it is missing, not JSON or not ours."""
+        if not self.spec_file.is_file():
+            raise ValueError(f"run_dir: {self.path} is not an rlsched run directory (no run.json)")
+        try:
+            data = json.loads(self.spec_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"run_dir: {self.spec_file} is not valid JSON ({error})") from None
+        if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+            raise ValueError(
+                f"run_dir: {self.spec_file} is not an rlsched run file (expected format {RUN_FORMAT!r})"
+            )
+        return data
+
+    def spec(self) -> RunSpec:
+        """The run's settings from ``run.json``."""
+        data = self.read_json()
+        return RunSpec(
+            space=HyperparamSpace.from_dict(data["space"]),
+            population=data["population"],
+            budget_samples=data["budget_samples"],
+            decisions=data["decisions"],
+            initial=Hyperparams(**data["initial"]),
+            seed=data["seed"],
+            checkpoint_every=int(data.get("checkpoint_every", 1)),
+            task=data.get("task"),
+            agent=data.get("agent"),
+            launch=data.get("launch"),
+        )
+
+    # -- lineage.jsonl ----------------------------------------------------------------------
+    @property
+    def lineage_file(self) -> Path:
+        return self.path / "lineage.jsonl"
+
+    def append(self, events: Iterable[Event]) -> None:
+        text = "".join(json.dumps(lineage.encode(e), allow_nan=False) + "\n" for e in events)
+        if text:
+            with open(self.lineage_file, "a") as f:
+                f.write(text)
+
+    def lineage(self) -> list[Event]:
+        """The events up to the first unreadable line (a line cut short by a kill: the checkpoint
+        says how many events count)."""
+        if not self.lineage_file.exists():
+            return []
+        events = []
+        for line in self.lineage_file.read_text().splitlines():
+            try:
+                events.append(lineage.decode(json.loads(line)))
+            except (json.JSONDecodeError, ValueError):
+                break
+        return events
+
+    def rewrite_lineage(self, events: list[Event]) -> None:
+        text = "".join(json.dumps(lineage.encode(e), allow_nan=False) + "\n" for e in events)
+        atomic_write_bytes(self.lineage_file, lambda f: f.write(text.encode()))
+
+    def remove_lineage(self) -> None:
+        self.lineage_file.unlink(missing_ok=True)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def checkpoints(self) -> list[Path]:
+        """Complete generation checkpoints (``checkpoint-NNNNN/`` holding ``run.pt``), oldest first."""
+        return sorted(p for p in self.path.glob("checkpoint-[0-9]*") if (p / "run.pt").is_file())
+
+    def refuse_legacy(self) -> None:
+        """Refuse, before anything changes, a run of an older rlsched with single-file checkpoints."""
+        legacy = sorted(self.path.glob("checkpoint-*.pt"))
+        if legacy and not self.checkpoints():
+            raise ValueError(
+                f"checkpoint: {legacy[-1]} is a single-file checkpoint of an older rlsched; "
+                "this version resumes generation directories (checkpoint-NNNNN/) only"
+            )
+
+    def partial_checkpoint_path(self, decision: int) -> Path:
+        return self.path / f".checkpoint-{decision:05d}.partial"
+
+    def partial_checkpoint(self, decision: int) -> Path:
+        """A fresh, empty directory to write generation ``decision``'s checkpoint into."""
+        partial = self.partial_checkpoint_path(decision)
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        return partial
+
+    @staticmethod
+    def save_member(checkpoint: Path, member_id: int, job_state: dict[str, Any]) -> None:
+        save_checkpoint(checkpoint / f"{member_run(member_id)}.pt", {"member": member_id, "job": job_state})
+
+    @staticmethod
+    def save_run(checkpoint: Path, state: RunState, agent_state: dict[str, Any]) -> None:
+        save_checkpoint(
+            checkpoint / "run.pt",
+            {
+                "decision": state.decision,
+                "seeds": state.seeds,
+                "origins": state.origins,
+                "rng": state.rng.bit_generator.state,
+                "agent": agent_state,
+                "lineage_events": len(state.lineage),
+                "members": [
+                    {
+                        "hparams": m.hparams.to_dict(),
+                        "history": [r.to_dict() for r in m.history],
+                        "train_seconds": m.train_seconds,
+                    }
+                    for m in state.members
+                ],
+            },
+        )
+
+    def commit(self, partial: Path, decision: int) -> None:
+        """Rename a fully written checkpoint into place and prune every older one."""
+        final = self.path / f"checkpoint-{decision:05d}"
+        shutil.rmtree(final, ignore_errors=True)  # only left by an attempt that died mid-prune
+        os.replace(partial, final)
+        for old in self.path.glob("checkpoint-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+
+    @staticmethod
+    def load_run(checkpoint: Path) -> SavedRun:
+        data = load_checkpoint(checkpoint / "run.pt")
+        members = [
+            SavedMember(
+                Hyperparams(**m["hparams"]),
+                [Record.from_dict(r) for r in m["history"]],
+                float(m["train_seconds"]),
+            )
+            for m in data["members"]
+        ]
+        return SavedRun(
+            data["decision"],
+            list(data["seeds"]),
+            list(data["origins"]),
+            data["rng"],
+            data["agent"],
+            data["lineage_events"],
+            members,
+        )
+
+    @staticmethod
+    def load_member(checkpoint: Path, member_id: int) -> dict[str, Any]:
+        return load_checkpoint(checkpoint / f"{member_run(member_id)}.pt")["job"]
+
+    @staticmethod
+    def check_checkpoint(checkpoint: Path) -> None:
+        """Read and validate a generation checkpoint's every file; one clear ``ValueError`` if any is bad."""
+        run = load_checkpoint(checkpoint / "run.pt")
+        for i in range(len(run.get("members", []))):
+            member = checkpoint / f"{member_run(i)}.pt"
+            if not member.is_file():
+                raise ValueError(f"checkpoint: {checkpoint} lacks {member.name} (an incomplete generation)")
+            load_checkpoint(member)
+
+    # -- result.json ------------------------------------------------------------------------
+    @property
+    def result_file(self) -> Path:
+        return self.path / "result.json"
+
+    def write_result(self, result: RunResult) -> None:
+        atomic_write_json(
+            self.result_file,
+            {
+                "best_member": result.best.member_id,
+                "best": _member_json(result.best),
+                "members": [_member_json(r) for r in result.members],
+                "origin_of_best": result.best.origin,
+                "seed_of_best_origin": result.seed_of_best_origin,
+            },
+        )
+
+    def read_result(self) -> dict[str, Any]:
+        if not self.result_file.is_file():
+            raise ValueError(
+                f"run_dir: {self.path} has no result.json; the run has not finished (resume it first)"
+            )
+        return json.loads(self.result_file.read_text())
+
+    # -- TensorBoard runs -------------------------------------------------------------------
+    def member_dir(self, member_id: int) -> Path:
+        return self.path / member_run(member_id)
+
+    @property
+    def best_dir(self) -> Path:
+        return self.path / "best"
+
+    @property
+    def figure_file(self) -> Path:
+        return self.path / "schedules.png"
+
+
+def _member_json(r: MemberResult) -> dict[str, Any]:
+    return {
+        "member": r.member_id,
+        "metrics": r.metrics,
+        "test_metrics": r.test_metrics,
+        "hparams": r.hparams.to_dict(),
+        "diverged": r.diverged,
+        "origin": r.origin,
+        "trajectory": [[s, hp.to_dict()] for s, hp in r.trajectory],
+    }

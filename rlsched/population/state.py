@@ -1,0 +1,119 @@
+"""The values a population run is made of: its settings, its live state, and its result."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlsched.core.checks import integer
+from rlsched.core.job import interval_sizes
+from rlsched.core.member import Member, Record
+from rlsched.core.space import Hyperparams, HyperparamSpace
+from rlsched.population.lineage import Event
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines a run, as written to ``run.json``; validated on construction.
+
+    ``task`` names the built-in task (``None`` for a user's job factory), ``agent`` is the agent's
+    config table (``None`` when it cannot be rebuilt from text), ``launch`` the torchrun launch id.
+    """
+
+    space: HyperparamSpace
+    population: int
+    budget_samples: int
+    decisions: int
+    initial: Hyperparams
+    seed: int
+    checkpoint_every: int = 1
+    task: str | None = None
+    agent: dict[str, Any] | None = None
+    launch: str | None = None
+
+    def __post_init__(self) -> None:
+        integer(self.population, "population", 1)
+        integer(self.checkpoint_every, "checkpoint_every", 1)
+        interval_sizes(self.budget_samples, self.decisions)
+        self.space.check(self.initial, "initial")
+
+    @property
+    def intervals(self) -> list[int]:
+        """Examples in each decision interval; they sum to ``budget_samples``."""
+        return interval_sizes(self.budget_samples, self.decisions)
+
+
+@dataclass
+class RunState:
+    """A run between two generations: all a resumed run needs, besides the members' job states.
+
+    Every rank holds every member's history; a member this rank does not train has ``job=None``.
+    """
+
+    decision: int
+    members: list[Member]
+    seeds: list[int]
+    origins: list[int]  # the member whose initial job each member's weights descend from
+    rng: np.random.Generator
+    lineage: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SavedMember:
+    hparams: Hyperparams
+    history: list[Record]
+    train_seconds: float
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """A generation checkpoint's ``run.pt``: the run's state without the members' jobs."""
+
+    decision: int
+    seeds: list[int]
+    origins: list[int]
+    rng: dict[str, Any]
+    agent: dict[str, Any]
+    lineage_events: int
+    members: list[SavedMember]
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    """A member at the end of a run. ``trajectory`` lists ``(samples at start, hparams)`` per
+    interval, across the member's ancestors (a copy inherits its donor's past); ``origin`` is the
+    member whose initial job its weights descend from."""
+
+    member_id: int
+    metrics: dict[str, float]
+    test_metrics: dict[str, float] | None
+    hparams: Hyperparams
+    trajectory: list[tuple[int, Hyperparams]]
+    diverged: bool
+    train_seconds: float = 0.0
+    origin: int = 0
+
+    @property
+    def val_loss(self) -> float:
+        return self.metrics["loss"]
+
+    @property
+    def score(self) -> float:
+        return -math.inf if self.diverged else -self.val_loss
+
+
+@dataclass
+class RunResult:
+    best: MemberResult
+    members: list[MemberResult]
+    lineage: list[Event]
+    total_samples: int
+    wall_seconds: float
+    train_seconds: float
+    logdir: Path | None = None
+    rank_train_seconds: list[float] = field(default_factory=list)  # per torchrun rank (one in process)
+    seed_of_best_origin: int = 0  # the job seed of the best member's origin: ``replay`` starts there

@@ -1,0 +1,1 @@
+"""rlsched.report: what a person sees of a run: TensorBoard and figures."""
