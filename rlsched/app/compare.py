@@ -82,34 +82,40 @@ def compare(
             finally:
                 if bar is not None:
                     bar.close()
-        losses = [r.best.val_loss for r in results]
-        finite = [v for v in losses if math.isfinite(v)]
-        tests = [r.best.test_metrics for r in results if r.best.test_metrics]
-        if tests and test_metric is None:
-            test_metric = next((k for k in tests[0] if k != "loss"), "loss")
-        rows.append(
-            {
-                "agent": label,
-                "type": params["type"],
-                "population": population,
-                "total_samples": results[0].total_samples,
-                "seeds": list(config.seeds),
-                "val_loss": losses,
-                "val_loss_mean": statistics.mean(finite) if finite else math.nan,
-                "val_loss_std": statistics.pstdev(finite) if finite else math.nan,
-                "test": [t.get(test_metric, math.nan) for t in tests] if test_metric else [],
-                "test_mean": statistics.mean(t.get(test_metric, math.nan) for t in tests)
-                if tests
-                else math.nan,
-                "wall": [r.wall_seconds for r in results],
-                "wall_mean": statistics.mean(r.wall_seconds for r in results),
-            }
-        )
+        row, test_metric = _row(label, params["type"], population, config.seeds, results, test_metric)
+        rows.append(row)
+        losses = row["val_loss"]
         _agent_board(root / slug(label), losses)
     rows = rank_rows(rows)
     text = format_table(rows, test_metric)
     _write(root, rows, text, config, budget, decisions)
     return text
+
+
+def _row(
+    label: str, kind: str, population: int, seeds: tuple[int, ...], results: list, test_metric: str | None
+) -> tuple[dict[str, Any], str | None]:
+    """One agent's row of the comparison (its best member per seed), and the test metric shown."""
+    losses = [r.best.val_loss for r in results]
+    finite = [v for v in losses if math.isfinite(v)]
+    tests = [r.best.test_metrics for r in results if r.best.test_metrics]
+    if tests and test_metric is None:
+        test_metric = next((k for k in tests[0] if k != "loss"), "loss")
+    row = {
+        "agent": label,
+        "type": kind,
+        "population": population,
+        "total_samples": results[0].total_samples,
+        "seeds": list(seeds),
+        "val_loss": losses,
+        "val_loss_mean": statistics.mean(finite) if finite else math.nan,
+        "val_loss_std": statistics.pstdev(finite) if finite else math.nan,
+        "test": [t.get(test_metric, math.nan) for t in tests] if test_metric else [],
+        "test_mean": statistics.mean(t.get(test_metric, math.nan) for t in tests) if tests else math.nan,
+        "wall": [r.wall_seconds for r in results],
+        "wall_mean": statistics.mean(r.wall_seconds for r in results),
+    }
+    return row, test_metric
 
 
 def _agent_board(path: Path, losses: list[float]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlsched.agents import build_agent
@@ -106,42 +106,34 @@ def run(
     if space is None or budget_samples is None or decisions is None:
         raise ValueError("space, budget_samples, decisions: required when job_factory is not a task name")
     spec = RunSpec(
-        space=space,
-        population=population,
-        budget_samples=budget_samples,
-        decisions=decisions,
-        initial=initial or space.default(),
-        seed=int(seed),
-        checkpoint_every=checkpoint_every,
-        task=task_name,
-        agent=agent.config(),
-        launch=launch_id(),
+        space, population, budget_samples, decisions, initial or space.default(), int(seed), checkpoint_every
     )
+    spec = replace(spec, task=task_name, agent=agent.config(), launch=launch_id())
     comm = comm or current_comm()
     run_dir = RunDir(Path(logdir) / name) if logdir is not None else None
-    if run_dir is not None:
-        if run_dir.exists():
-            if is_restart_of(run_dir):  # torchrun restarted the workers: go on where they stopped
-                if comm.rank == 0:
-                    log.warning(
-                        "rlsched: torchrun restart %d: resuming %s from its last complete generation",
-                        restart_count(),
-                        run_dir.path,
-                    )
-                return resume(run_dir.path, job_factory, agent, progress, comm=comm)
+    if run_dir is not None and run_dir.exists():
+        if not is_restart_of(run_dir):
             raise ValueError(f"logdir: {run_dir.path} already holds a run; resume it or choose another name")
-        comm.barrier()  # every rank has looked before rank 0 writes
-    created = run_dir is not None and not run_dir.path.exists()
-    if run_dir is not None and comm.rank == 0:
-        run_dir.create(spec)
-    runner = Runner(
-        job_factory, agent, spec, comm=comm, observers=_observers(run_dir, spec, agent, comm, progress, False)
-    )
+        if comm.rank == 0:  # torchrun restarted the workers: go on where they stopped
+            log.warning(
+                "rlsched: torchrun restart %d: resuming %s from its last complete generation",
+                restart_count(),
+                run_dir.path,
+            )
+        return resume(run_dir.path, job_factory, agent, progress, comm=comm)
+    observers = _observers(run_dir, spec, agent, comm, progress, False)
+    runner = Runner(job_factory, agent, spec, comm=comm, observers=observers)
     started = time.perf_counter()
+    if run_dir is None:
+        return runner.run(runner.start(), started)
+    comm.barrier()  # every rank has looked before rank 0 writes
+    created = not run_dir.path.exists()
+    if comm.rank == 0:
+        run_dir.create(spec)
     try:
         state = runner.start()  # its first collective also waits for rank 0's run.json
     except (ValueError, RuntimeError):  # bad input found by the agent (e.g. grid size): leave nothing
-        if run_dir is not None and created and comm.rank == 0:
+        if created and comm.rank == 0:
             shutil.rmtree(run_dir.path, ignore_errors=True)
         raise
     return runner.run(state, started)

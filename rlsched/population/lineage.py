@@ -20,7 +20,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from rlsched.core.agent import Decision
 from rlsched.core.files import finite
+from rlsched.core.member import Record
 from rlsched.core.space import Hyperparams
 
 
@@ -118,6 +120,28 @@ def decode(data: Any) -> Event:
         return cls(**values)
     except (TypeError, ValueError) as error:
         raise ValueError(f"lineage: a bad {data['event']} event ({error})") from None
+
+
+def member_events(
+    d: int,
+    member: int,
+    decision: Decision,
+    donor: int | None,
+    old: Hyperparams,
+    score: float,
+    donor_score: float | None,
+    record: Record,
+    error: str | None,
+) -> list[Event]:
+    """A member's events of generation ``d``: a copy of ``donor`` or a change of hyperparameters
+    (none if neither), then its training, which ended at ``record`` (``error``: the job raised)."""
+    events: list[Event] = []
+    if donor is not None:
+        events.append(Clone(d, member, donor, old, decision.hparams, score, donor_score, decision.reason))
+    elif decision.hparams != old:
+        events.append(Explore(d, member, old, decision.hparams, score, decision.reason))
+    events.append(Train(d, member, decision.hparams, record.samples, record.val_loss, record.diverged, error))
+    return events
 
 
 def trajectory_from_lineage(events: list[Event], member: int) -> list[tuple[int, Hyperparams]]:

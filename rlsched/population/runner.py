@@ -32,7 +32,7 @@ from rlsched.core.member import Member, Record
 from rlsched.core.space import Hyperparams
 from rlsched.population import wire
 from rlsched.population.comm import Comm, Local
-from rlsched.population.lineage import Clone, Event, Explore, Start, Train
+from rlsched.population.lineage import Event, Start, member_events
 from rlsched.population.observer import RunObserver
 from rlsched.population.placement import balance, predicted_costs
 from rlsched.population.state import MemberResult, RunResult, RunSpec, RunState, SavedRun
@@ -148,7 +148,6 @@ class Runner:
 
     def step(self, state: RunState) -> None:
         """One generation: decide, copy, train and evaluate every member once, record it."""
-        members = state.members
         plan = (
             self.comm.from_root(lambda: self.decide(state), wire.PLAN) if state.decision else self.stay(state)
         )
@@ -156,26 +155,37 @@ class Runner:
         moved = {i for i, rank in enumerate(plan.placement) if rank != self.placement[i]}
         loads = {i: clones.get(i, i) for i in set(clones) | moved}  # member -> whose job state it loads
         states = self._snapshot(state, loads, plan.placement)  # before anyone trains
-        donor_history = {j: list(members[j].history) for j in set(clones.values())}
-        before = [(m.hparams, score(m.last), m.train_seconds) for m in members]
+        before = [(m.hparams, score(m.last), list(m.history), m.train_seconds) for m in state.members]
         self._place(state, plan.placement)
-        outcomes = self._share(self._train(state, plan, loads, states, clones, donor_history), wire.OUTCOMES)
-        origins = list(state.origins)  # a donor copied in this generation still lends its old origin
-        events: list[Event] = []
-        for i, outcome in outcomes.items():
-            member, choice, donor = members[i], plan.decisions[i], clones.get(i)
-            if donor is not None:
-                state.origins[i] = origins[donor]
-            if member.job is None:  # trained on another rank: its record arrived
-                member.history = list(donor_history[donor]) if donor is not None else member.history
-                member.history.append(outcome.record)
-                member.hparams, member.train_seconds = choice.hparams, outcome.seconds
-            events += self._events(state.decision, i, choice, donor, before[i][:2], donor_history, outcome)
-        self.seconds = [outcomes[i].seconds - before[i][2] for i in range(self.spec.population)]
+        trained = self._train(state, plan, loads, states, {i: before[j][2] for i, j in clones.items()})
+        outcomes = self._share(trained, wire.OUTCOMES)
+        events = self._absorb(state, plan, clones, outcomes, before)
+        self.seconds = [outcomes[i].seconds - before[i][3] for i in range(self.spec.population)]
         self.busy += sum(t for i, t in enumerate(self.seconds) if self.local(i))
         state.lineage += events
         state.decision += 1
         self._notify("generation", state, events)
+
+    def _absorb(
+        self, state: RunState, plan: Plan, clones: dict[int, int], outcomes: dict[int, Outcome], before: list
+    ) -> list[Event]:
+        """Take in every member's outcome (records trained on other ranks, origins of copies) and
+        return the generation's lineage events, member by member."""
+        origins = list(state.origins)  # a donor copied in this generation still lends its old origin
+        events: list[Event] = []
+        for i, outcome in outcomes.items():
+            member, choice, donor = state.members[i], plan.decisions[i], clones.get(i)
+            if donor is not None:
+                state.origins[i] = origins[donor]
+            if member.job is None:  # trained on another rank: its record arrived
+                member.history = [*before[donor if donor is not None else i][2], outcome.record]
+                member.hparams, member.train_seconds = choice.hparams, outcome.seconds
+            old, own_score = before[i][:2]
+            donor_score = before[donor][1] if donor is not None else None
+            events += member_events(
+                state.decision, i, choice, donor, old, own_score, donor_score, outcome.record, outcome.error
+            )
+        return events
 
     def view(self, state: RunState) -> PopulationView:
         """What the agent sees: each member's history, observation (with rank) and score."""
@@ -248,18 +258,18 @@ class Runner:
         plan: Plan,
         loads: dict[int, int],
         states: dict[int, Any],
-        clones: dict[int, int],
-        donor_history: dict[int, list[Record]],
+        inherited: dict[int, list[Record]],
     ) -> dict[int, Outcome]:
-        """Train this rank's members one interval each, a copy first loading its donor's state."""
+        """Train this rank's members one interval each; a copy first loads its donor's job state
+        and takes over its donor's history (``inherited``)."""
         outcomes = {}
         for i, member in enumerate(state.members):
             if member.job is None:
                 continue
             if i in loads:
                 member.job.load_state_dict(states[loads[i]])
-            if i in clones:
-                member.history = list(donor_history[clones[i]])
+            if i in inherited:
+                member.history = list(inherited[i])
             hp = plan.decisions[i].hparams
             error = self._advance(member, hp, self.intervals[state.decision], state.decision)
             outcomes[i] = Outcome(member.last, error, member.train_seconds)
@@ -282,28 +292,6 @@ class Runner:
             )
             member.fail(hp, samples)
             return f"{type(error).__name__}: {error}"
-
-    @staticmethod
-    def _events(
-        d: int,
-        i: int,
-        choice: Decision,
-        donor: int | None,
-        before: tuple[Hyperparams, float],
-        donor_history: dict[int, list[Record]],
-        outcome: Outcome,
-    ) -> list[Event]:
-        """Member ``i``'s lineage events of generation ``d``: a copy or a change, then its training."""
-        old, own_score = before
-        events: list[Event] = []
-        if donor is not None:
-            donor_score = score(donor_history[donor][-1])
-            events.append(Clone(d, i, donor, old, choice.hparams, own_score, donor_score, choice.reason))
-        elif choice.hparams != old:
-            events.append(Explore(d, i, old, choice.hparams, own_score, choice.reason))
-        r = outcome.record
-        events.append(Train(d, i, choice.hparams, r.samples, r.val_loss, r.diverged, outcome.error))
-        return events
 
     def checkpoint(self, state: RunState) -> None:
         self._notify("checkpoint", state)
