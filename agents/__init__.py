@@ -10,6 +10,7 @@ from typing import Any
 from rlsched.agents.controller import Controller
 from rlsched.agents.pb2 import GPUCB, PB2
 from rlsched.agents.pbt import PBT, exploit, explore
+from rlsched.agents.prior import ProbeCosine
 from rlsched.agents.schedules import KINDS, Schedule, factor
 from rlsched.agents.search import Fixed, GridSearch, RandomSearch
 
@@ -19,6 +20,7 @@ AGENTS = {
     "RandomSearch": RandomSearch,
     "PBT": PBT,
     "PB2": PB2,
+    "ProbeCosine": ProbeCosine,
     "Controller": Controller.load,
 }
 
@@ -49,6 +51,7 @@ __all__ = [
     "KINDS",
     "PB2",
     "PBT",
+    "ProbeCosine",
     "Fixed",
     "GridSearch",
     "RandomSearch",

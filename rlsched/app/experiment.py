@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rlsched.agents import build_agent
 from rlsched.app.progress import Progress, ProgressObserver
-from rlsched.core.agent import Agent
+from rlsched.core.agent import Agent, Probing
 from rlsched.core.member import Member
 from rlsched.core.space import Hyperparams, HyperparamSpace
 from rlsched.envs.tasks import Task, get_task
@@ -108,7 +108,8 @@ def run(
     spec = RunSpec(
         space, population, budget_samples, decisions, initial or space.default(), int(seed), checkpoint_every
     )
-    spec = replace(spec, task=task_name, agent=agent.config(), launch=launch_id())
+    probe = round(agent.probe_fraction * budget_samples) if isinstance(agent, Probing) else 0
+    spec = replace(spec, task=task_name, agent=agent.config(), launch=launch_id(), probe_samples=probe)
     comm = comm or current_comm()
     run_dir = RunDir(Path(logdir) / name) if logdir is not None else None
     if run_dir is not None and run_dir.exists():

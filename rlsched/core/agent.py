@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from rlsched.core.member import Record
+from rlsched.core.probe import ProbeResult
 from rlsched.core.space import Hyperparams, HyperparamSpace
 
 
@@ -34,6 +35,7 @@ class MemberView:
     history: Sequence[Record]
     observation: np.ndarray
     score: float
+    probe: ProbeResult | None = None  # the member's LR range probe, for agents that ask for one
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,18 @@ class Agent(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Probing(Protocol):
+    """An agent that wants an LR range probe of every member's job before training.
+
+    The runner spends ``probe_fraction`` of each member's budget on it (before the first
+    interval, then undone; see :mod:`rlsched.core.probe`), shows the result in ``MemberView.probe``
+    and asks the agent's ``decide`` at decision 0 too, so the first interval can use it.
+    """
+
+    probe_fraction: float
 
 
 @runtime_checkable

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlsched.core.job import TrainingJob, TrainStats, is_diverged
+from rlsched.core.probe import ProbeResult
 from rlsched.core.space import Hyperparams
 
 
@@ -63,6 +64,7 @@ class Member:
     member_id: int = 0
     history: list[Record] = field(default_factory=list)
     train_seconds: float = 0.0  # wall time spent in job.train (never part of a record)
+    probe: ProbeResult | None = None  # the LR range probe of this member's job, if one ran
 
     def start(self) -> Record:
         """Evaluate the untrained job: decision 0 of the history."""

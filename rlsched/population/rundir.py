@@ -25,6 +25,7 @@ from typing import Any
 
 from rlsched.core.files import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from rlsched.core.member import Record
+from rlsched.core.probe import ProbeResult
 from rlsched.core.space import Hyperparams, HyperparamSpace
 from rlsched.population import lineage
 from rlsched.population.lineage import Event
@@ -74,6 +75,7 @@ class RunDir:
                 "seed": spec.seed,
                 "checkpoint_every": spec.checkpoint_every,
                 "launch": spec.launch,
+                **({"probe_samples": spec.probe_samples} if spec.probe_samples else {}),
             },
         )
 
@@ -105,6 +107,7 @@ class RunDir:
             task=data.get("task"),
             agent=data.get("agent"),
             launch=data.get("launch"),
+            probe_samples=data.get("probe_samples", 0),
         )
 
     # -- lineage.jsonl ----------------------------------------------------------------------
@@ -182,6 +185,7 @@ class RunDir:
                         "hparams": m.hparams.to_dict(),
                         "history": [r.to_dict() for r in m.history],
                         "train_seconds": m.train_seconds,
+                        **({"probe": m.probe.to_dict()} if m.probe else {}),
                     }
                     for m in state.members
                 ],
@@ -205,6 +209,7 @@ class RunDir:
                 Hyperparams(**m["hparams"]),
                 [Record.from_dict(r) for r in m["history"]],
                 float(m["train_seconds"]),
+                ProbeResult.from_dict(m["probe"]) if "probe" in m else None,
             )
             for m in data["members"]
         ]

@@ -29,6 +29,7 @@ from rlsched.core.agent import Agent, Decision, MemberView, PopulationView, rank
 from rlsched.core.features import observation
 from rlsched.core.job import TrainingJob, evaluate_test
 from rlsched.core.member import Member, Record
+from rlsched.core.probe import ProbeResult, lr_range_test
 from rlsched.core.space import Hyperparams
 from rlsched.population import wire
 from rlsched.population.comm import Comm, Local
@@ -97,6 +98,10 @@ class Runner:
         local = {m.member_id: m.start() for m in members if self.local(m.member_id)}
         for i, record in self._share(local, wire.RECORDS).items():
             members[i].history = [record]
+        if spec.probe_samples:
+            probes = {m.member_id: self._probe(m) for m in members if self.local(m.member_id)}
+            for i, probe in self._share(probes, wire.PROBES).items():
+                members[i].probe = probe
         state = RunState(0, members, seeds, list(range(spec.population)), rng)
         state.lineage += [Start(0, m.member_id, m.hparams, m.last.val_loss) for m in members]
         self._notify("started", state)
@@ -113,7 +118,7 @@ class Runner:
             )
         members = self._members(saved.seeds, [m.hparams for m in saved.members])
         for m, s in zip(members, saved.members):
-            m.history, m.train_seconds = list(s.history), s.train_seconds
+            m.history, m.train_seconds, m.probe = list(s.history), s.train_seconds, s.probe
             if m.job is not None:
                 m.job.load_state_dict(job_state(m.member_id))
         rng = np.random.default_rng()
@@ -122,6 +127,10 @@ class Runner:
         state = RunState(saved.decision, members, saved.seeds, saved.origins, rng, lineage)
         self._notify("restored", state)
         return state
+
+    def _probe(self, member: Member) -> ProbeResult:
+        """The member's LR range probe at its starting batch size; its job is left as it was."""
+        return lr_range_test(member.job, member.hparams.batch_size, self.spec.probe_samples, self.spec.space)
 
     def _members(self, seeds: list[int], hps: list[Hyperparams]) -> list[Member]:
         """Every member; one trained on another rank has no job (``job=None``), only a history."""
@@ -148,9 +157,8 @@ class Runner:
 
     def step(self, state: RunState) -> None:
         """One generation: decide, copy, train and evaluate every member once, record it."""
-        plan = (
-            self.comm.from_root(lambda: self.decide(state), wire.PLAN) if state.decision else self.stay(state)
-        )
+        decided = state.decision or self.spec.probe_samples  # a probing agent decides the first interval
+        plan = self.comm.from_root(lambda: self.decide(state), wire.PLAN) if decided else self.stay(state)
         clones = {i: c.clone_from for i, c in enumerate(plan.decisions) if c.clone_from not in (None, i)}
         moved = {i for i, rank in enumerate(plan.placement) if rank != self.placement[i]}
         loads = {i: clones.get(i, i) for i in set(clones) | moved}  # member -> whose job state it loads
@@ -201,6 +209,7 @@ class Runner:
                     m.history, initial=spec.initial, budget_samples=spec.budget_samples, rank=rank[i]
                 ),
                 scores[i],
+                m.probe,
             )
             for i, m in enumerate(state.members)
         )
@@ -320,7 +329,7 @@ class Runner:
             best,
             results,
             list(state.lineage),
-            sum(self.intervals) * self.spec.population,
+            self.spec.budget_samples * self.spec.population,
             self.comm.from_root(lambda: wall),  # rank 0's clock, on every rank
             sum(m.train_seconds for m in state.members),
             None,

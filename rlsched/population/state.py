@@ -12,6 +12,7 @@ import numpy as np
 from rlsched.core.checks import integer
 from rlsched.core.job import interval_sizes
 from rlsched.core.member import Member, Record
+from rlsched.core.probe import ProbeResult
 from rlsched.core.space import Hyperparams, HyperparamSpace
 from rlsched.population.lineage import Event
 
@@ -22,6 +23,8 @@ class RunSpec:
 
     ``task`` names the built-in task (``None`` for a user's job factory), ``agent`` is the agent's
     config table (``None`` when it cannot be rebuilt from text), ``launch`` the torchrun launch id.
+    ``probe_samples`` of each member's ``budget_samples`` go to an LR range probe before the first
+    interval; the intervals share the rest.
     """
 
     space: HyperparamSpace
@@ -34,17 +37,24 @@ class RunSpec:
     task: str | None = None
     agent: dict[str, Any] | None = None
     launch: str | None = None
+    probe_samples: int = 0
 
     def __post_init__(self) -> None:
         integer(self.population, "population", 1)
         integer(self.checkpoint_every, "checkpoint_every", 1)
+        integer(self.probe_samples, "probe_samples", 0)
         interval_sizes(self.budget_samples, self.decisions)
+        if self.probe_samples and self.budget_samples - self.probe_samples < self.decisions:
+            raise ValueError(
+                f"probe_samples: {self.probe_samples} leaves fewer than one example per decision "
+                f"of budget_samples {self.budget_samples}"
+            )
         self.space.check(self.initial, "initial")
 
     @property
     def intervals(self) -> list[int]:
-        """Examples in each decision interval; they sum to ``budget_samples``."""
-        return interval_sizes(self.budget_samples, self.decisions)
+        """Examples in each decision interval; with the probe's they sum to ``budget_samples``."""
+        return interval_sizes(self.budget_samples - self.probe_samples, self.decisions)
 
 
 @dataclass
@@ -67,6 +77,7 @@ class SavedMember:
     hparams: Hyperparams
     history: list[Record]
     train_seconds: float
+    probe: ProbeResult | None = None
 
 
 @dataclass(frozen=True)

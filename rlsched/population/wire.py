@@ -11,6 +11,7 @@ from typing import Any
 
 from rlsched.core.agent import Decision
 from rlsched.core.member import Record
+from rlsched.core.probe import ProbeResult
 from rlsched.core.space import Hyperparams
 from rlsched.population import lineage
 from rlsched.population.comm import PLAIN, Codec
@@ -68,6 +69,7 @@ OUTCOMES: Codec[Outcome] = Codec(
     lambda o: {"record": o.record.to_dict(), "error": o.error, "seconds": o.seconds},
     lambda d: Outcome(Record.from_dict(d["record"]), d["error"], d["seconds"]),
 )
+PROBES: Codec[ProbeResult] = Codec(ProbeResult.to_dict, ProbeResult.from_dict)
 EVENTS: Codec[list[lineage.Event]] = Codec(
     lambda events: [lineage.encode(e) for e in events], lambda d: [lineage.decode(e) for e in d]
 )

@@ -73,6 +73,12 @@ class TensorBoardObserver(RunObserver):
             w.add_scalar("sched/lr", record.hparams.lr, 0)
             w.add_scalar("sched/batch_size", record.hparams.batch_size, 0)
             _metrics(w, "val", record.metrics, 0)
+            probe = state.members[i].probe
+            if probe is not None:  # the LR range probe: loss against LR, one point per step
+                for k, (lr, loss) in enumerate(zip(probe.lrs, probe.losses)):
+                    w.add_scalar("probe/lr", lr, k)
+                    w.add_scalar("probe/loss", loss, k)
+                w.add_text("events/pbt", f"LR range probe: suggested peak lr {probe.peak_lr:.4g}", 0)
 
     def restored(self, state: RunState) -> None:
         self._open(max(m.last.samples for m in state.members))
