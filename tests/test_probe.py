@@ -50,7 +50,7 @@ def test_probe_cosine_finds_the_lr_scale_from_a_start_20x_too_small():
     assert peak > 5 * kwargs["initial"].lr  # it moved to the right scale
     assert probe.total_samples == constant.total_samples == 8 * 400  # the probe is paid for
     assert probe.best.val_loss < 0.5 * min(constant.best.val_loss, cosine.best.val_loss)
-    assert probe.best.val_loss < np.median([m.val_loss for m in best_cosine.members])  # better than most peaks
+    assert probe.best.val_loss < np.median([m.val_loss for m in best_cosine.members])  # beats most peaks
 
 
 def test_prior_follows_the_scale_rule_and_the_cosine():

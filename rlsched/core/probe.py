@@ -23,7 +23,8 @@ import numpy as np
 from rlsched.core.job import TrainingJob
 from rlsched.core.space import Hyperparams, HyperparamSpace
 
-DIVISOR = 2.0  # the suggested peak is the LR of the lowest loss divided by this (see experiments/probe_calibration.py)
+# The suggested peak is the LR of the lowest loss divided by this (see experiments/probe_calibration.py).
+DIVISOR = 2.0
 
 
 @dataclass(frozen=True)
