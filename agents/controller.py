@@ -23,8 +23,10 @@ from torch import nn
 
 from rlsched.core.actions import BATCH_STEPS, LR_FACTORS, apply_action
 from rlsched.core.agent import Decision, MemberView, PopulationView
-from rlsched.core.features import FEATURES, OBSERVATION_VERSION
+from rlsched.core.features import FEATURES, FEATURES_V2, OBSERVATION_V2, OBSERVATION_VERSION, observation_v2
 from rlsched.core.files import atomic_write_bytes
+from rlsched.core.prior import PRIOR_BATCH_MOVES, PRIOR_LR_FACTORS, act_on_prior, prior_lr
+from rlsched.core.probe import PROBE_FRACTION, ProbeResult
 from rlsched.core.space import Hyperparams, HyperparamSpace
 
 CONTROLLER_FORMAT = "rlsched.controller/1"
@@ -73,22 +75,43 @@ class ActorCritic(nn.Module):
         return logp, entropy, self.value(obs)
 
 
-class Controller:
-    """Maps a version-1 observation to a MultiDiscrete ``[lr_index, batch_index]`` action.
+VERSIONS = {  # observation version -> its features, LR factors and batch moves
+    OBSERVATION_VERSION: (FEATURES, LR_FACTORS, BATCH_STEPS),
+    OBSERVATION_V2: (FEATURES_V2, PRIOR_LR_FACTORS, PRIOR_BATCH_MOVES),
+}
 
-    ``metadata`` records the observation version, action set and how it was trained.
+
+class Controller:
+    """Maps an observation to a MultiDiscrete ``[lr_index, batch_index]`` action.
+
+    Version 2 (the default) asks the runner for an LR range probe (``probe_fraction`` of the
+    budget) and acts relative to the prior schedule built on it (:mod:`rlsched.core.prior`);
+    version 1 acts on the job's own starting point by x0.5..x2 per decision. ``metadata``
+    records the version, features, action set and how the controller was trained.
     """
 
-    def __init__(self, net: ActorCritic | None = None, metadata: dict[str, Any] | None = None) -> None:
-        self.net = net or ActorCritic(len(FEATURES), (len(LR_FACTORS), len(BATCH_STEPS)))
+    def __init__(
+        self, net: ActorCritic | None = None, metadata: dict[str, Any] | None = None, *, version: int = 2
+    ) -> None:
+        version = int((metadata or {}).get("observation_version", version))
+        if version not in VERSIONS:
+            raise ValueError(f"observation_version: expected one of {sorted(VERSIONS)}, got {version!r}")
+        features, lr_factors, batch_moves = VERSIONS[version]
+        self.version = version
+        self.net = net or ActorCritic(len(features), (len(lr_factors), len(batch_moves)))
         self.metadata = {
-            "observation_version": OBSERVATION_VERSION,
-            "features": list(FEATURES),
-            "lr_factors": list(LR_FACTORS),
-            "batch_steps": list(BATCH_STEPS),
+            "observation_version": version,
+            "features": list(features),
+            "lr_factors": list(lr_factors),
+            "batch_steps": list(batch_moves),
             **(metadata or {}),
         }
         self.name = "controller"
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "probe_fraction" and self.__dict__.get("version") == OBSERVATION_V2:
+            return PROBE_FRACTION  # a version-2 controller is a Probing agent
+        raise AttributeError(name)
 
     # -- acting --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -115,9 +138,43 @@ class Controller:
         self, member: MemberView, view: PopulationView, rng: np.random.Generator, deterministic: bool = True
     ) -> Hyperparams:
         """The member's next hyperparameters: the policy's action on its observation."""
-        return apply_action(
-            view.space, member.hparams, self.act(member.observation, deterministic=deterministic, rng=rng)
+        action = self.act(self.observation(member, view), deterministic=deterministic, rng=rng)
+        return self.apply(action, member.hparams, member, view)
+
+    def observation(self, member: MemberView, view: PopulationView) -> np.ndarray:
+        """The member's observation in this controller's version."""
+        if self.version == OBSERVATION_VERSION:
+            return member.observation
+        probe, history = self._probe(member), member.history
+        d = max(view.decision - 1, 0)  # the interval the member's hyperparameters were in effect for
+        base = history[0].hparams
+        prior = prior_lr(probe.peak_lr, base, member.hparams.batch_size, view.space, d, view.decisions)
+        rank = float(member.observation[FEATURES.index("population_rank")])
+        return observation_v2(history, probe=probe, prior=prior, progress=view.progress, rank=rank)
+
+    def apply(self, action: Any, hp: Hyperparams, member: MemberView, view: PopulationView) -> Hyperparams:
+        """The hyperparameters after ``action`` from ``hp`` (the member's, or a donor's to explore)."""
+        if self.version == OBSERVATION_VERSION:
+            return apply_action(view.space, hp, action)
+        return act_on_prior(
+            action,
+            hp=hp,
+            peak=self._probe(member).peak_lr,
+            base=member.history[0].hparams,
+            stats=member.history[-1].stats,
+            space=view.space,
+            decision=view.decision,
+            decisions=view.decisions,
         )
+
+    @staticmethod
+    def _probe(member: MemberView) -> ProbeResult:
+        if member.probe is None:
+            raise ValueError(
+                "controller: a version-2 controller needs the LR range probe; run it through "
+                "rlsched.run (which probes for it) or AdaptiveScheduler"
+            )
+        return member.probe
 
     # -- as an agent (population 1 or more, each member on its own) ------------------------------
     def initial(
@@ -147,10 +204,12 @@ class Controller:
         self, hp: Hyperparams, view: PopulationView, rng: np.random.Generator, donor: MemberView
     ) -> tuple[Hyperparams, list[str]]:
         """A sampled action on the donor's observation: diversity from the policy itself."""
-        action = self.act(donor.observation, deterministic=False, rng=rng)
-        new = apply_action(view.space, hp, action)
+        action = self.act(self.observation(donor, view), deterministic=False, rng=rng)
+        new = self.apply(action, hp, donor, view)
+        factor, move = self.metadata["lr_factors"][action[0]], self.metadata["batch_steps"][action[1]]
+        batch = f"batch step {move:+d}" if self.version == OBSERVATION_VERSION else f"batch {move}"
         return new, [
-            f"controller sampled lr x{LR_FACTORS[action[0]]:g}, batch step {BATCH_STEPS[action[1]]:+d}: "
+            f"controller sampled lr x{factor:g}, {batch}: "
             f"lr {hp.lr:.4g} -> {new.lr:.4g}, batch_size {hp.batch_size} -> {new.batch_size}"
         ]
 
@@ -188,17 +247,19 @@ class Controller:
                 f"controller: {path} is not an rlsched controller (expected format {CONTROLLER_FORMAT!r})"
             )
         meta = state["metadata"]
-        if meta.get("observation_version") != OBSERVATION_VERSION:
+        version = meta.get("observation_version")
+        if version not in VERSIONS:
             raise ValueError(
-                f"controller: {path} expects observation version {meta.get('observation_version')!r}, "
-                f"this rlsched makes version {OBSERVATION_VERSION}"
+                f"controller: {path} expects observation version {version!r}, "
+                f"this rlsched makes versions {sorted(VERSIONS)}"
             )
-        if list(meta.get("lr_factors", [])) != list(LR_FACTORS) or list(meta.get("batch_steps", [])) != list(
-            BATCH_STEPS
+        features, lr_factors, batch_moves = VERSIONS[version]
+        if list(meta.get("lr_factors", [])) != list(lr_factors) or list(meta.get("batch_steps", [])) != list(
+            batch_moves
         ):
             raise ValueError(
                 f"controller: {path} was trained for actions lr x{meta.get('lr_factors')}, batch steps "
-                f"{meta.get('batch_steps')}; this rlsched uses {list(LR_FACTORS)}, {list(BATCH_STEPS)}"
+                f"{meta.get('batch_steps')}; version {version} uses {list(lr_factors)}, {list(batch_moves)}"
             )
         controller = cls(metadata=meta)
         controller.net.load_state_dict(state["state_dict"])

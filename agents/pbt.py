@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rlsched.core.agent import Decision, Explorer, MemberView, PopulationView
+from rlsched.core.agent import Decision, Explorer, MemberView, PopulationView, Probing
 from rlsched.core.checks import integer
 from rlsched.core.space import Hyperparams, HyperparamSpace
 
@@ -187,6 +187,12 @@ class PBT:
             if explore == "perturb"
             else explore  # type: ignore[assignment]
         )
+
+    def __getattr__(self, name: str) -> Any:
+        explorer = self.__dict__.get("explorer")
+        if name == "probe_fraction" and isinstance(explorer, Probing):
+            return explorer.probe_fraction  # the hybrid probes when its controller needs it
+        raise AttributeError(name)
 
     def initial(
         self,

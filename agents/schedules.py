@@ -14,13 +14,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rlsched.core.prior import warmup_cosine
+
 
 def cosine(p: float, warmup: float = 0.0, final: float = 0.0) -> float:
     """Linear warmup over ``warmup`` of training, then cosine from 1 down to ``final``."""
-    if p < warmup:
-        return p / warmup
-    t = (p - warmup) / (1 - warmup) if warmup < 1 else 1.0
-    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t))
+    return warmup_cosine(p, warmup, final)
 
 
 def step(p: float, gamma: float = 0.1, milestones: tuple[float, ...] = (0.5, 0.75)) -> float:

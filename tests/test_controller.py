@@ -17,7 +17,7 @@ from rlsched.population.lineage import Clone, Explore
 
 def forced(lr_index, batch_index):
     """A controller whose greedy action is always [lr_index, batch_index]."""
-    controller = Controller()
+    controller = Controller(version=1)
     last = controller.net.actor[-1]
     with torch.no_grad():
         last.weight.zero_()
@@ -28,7 +28,7 @@ def forced(lr_index, batch_index):
 
 
 def test_save_load_round_trip_and_metadata(tmp_path):
-    controller = Controller(metadata={"provenance": {"note": "test"}})
+    controller = Controller(metadata={"provenance": {"note": "test"}}, version=1)
     path = tmp_path / "c.pt"
     controller.save(path)
     loaded = Controller.load(path)
@@ -41,10 +41,13 @@ def test_save_load_round_trip_and_metadata(tmp_path):
 
 def test_mismatched_or_bad_files_give_clear_errors(tmp_path):
     path = tmp_path / "c.pt"
-    Controller(metadata={"observation_version": 2}).save(path)
-    with pytest.raises(ValueError, match="expects observation version 2"):
+    Controller(version=1, metadata={"observation_version": 1}).save(path)
+    state = torch.load(path, weights_only=True)
+    state["metadata"]["observation_version"] = 3
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="expects observation version 3"):
         Controller.load(path)
-    Controller(metadata={"lr_factors": [0.5, 2.0]}).save(path)
+    Controller(metadata={"lr_factors": [0.5, 2.0]}, version=1).save(path)
     with pytest.raises(ValueError, match="was trained for actions"):
         Controller.load(path)
     path.write_bytes(b"junk")
@@ -58,7 +61,7 @@ def test_mismatched_or_bad_files_give_clear_errors(tmp_path):
 
 
 def test_act_is_reproducible_with_a_seeded_generator():
-    controller = Controller()
+    controller = Controller(version=1)
     obs = np.zeros(len(FEATURES), dtype=np.float32)
     draws = [controller.act(obs, rng=np.random.default_rng(3)).tolist() for _ in range(2)]
     assert draws[0] == draws[1]
@@ -101,7 +104,7 @@ class SignBandit(gym.Env):
 
 def test_ppo_learns_a_contextual_bandit():
     envs = make_vector(SignBandit, 8)
-    controller = Controller()
+    controller = Controller(version=1)
     history = train_ppo(
         envs, controller.net, PPOArgs(total_steps=6000, num_steps=16, learning_rate=3e-3, seed=0)
     )
@@ -114,7 +117,7 @@ def test_ppo_learns_a_contextual_bandit():
 
 def test_ppo_runs_on_training_envs():
     envs = make_vector(lambda: rlsched.envs.get_task("synthetic").make_env(budget_samples=2000), 2)
-    history = train_ppo(envs, Controller().net, PPOArgs(total_steps=40, num_steps=10, seed=0))
+    history = train_ppo(envs, Controller(version=1).net, PPOArgs(total_steps=40, num_steps=10, seed=0))
     assert history["steps"] == 40 and len(history["episode_returns"]) == 8
 
 

@@ -7,7 +7,7 @@ from quadratic import NoisyQuadratic
 import rlsched
 from rlsched import Hyperparams, HyperparamSpace, RunDir
 from rlsched.agents import Fixed, GridSearch, ProbeCosine, Schedule
-from rlsched.agents.prior import prior_lr
+from rlsched.core.prior import prior_lr
 from rlsched.core.probe import lr_range_test, suggest
 from rlsched.envs import get_task
 
@@ -56,11 +56,11 @@ def test_probe_cosine_finds_the_lr_scale_from_a_start_20x_too_small():
 def test_prior_follows_the_scale_rule_and_the_cosine():
     space = HyperparamSpace(lr=(1e-4, 1.0), batch_size=(32, 64, 128), scale_rule="linear")
     base = Hyperparams(0.1, 64)
-    assert prior_lr(0.2, base, base, space, 0, 10) == pytest.approx(0.1)  # warmup: half the peak
-    assert prior_lr(0.2, base, Hyperparams(0.1, 128), space, 1, 10) == pytest.approx(
+    assert prior_lr(0.2, base, 64, space, 0, 10) == pytest.approx(0.1)  # warmup: half the peak
+    assert prior_lr(0.2, base, 128, space, 1, 10) == pytest.approx(
         0.4 * 0.5 * (1 + math.cos(math.pi * 0.5 / 9))
     )
-    assert prior_lr(0.2, base, base, space, 9, 10) < 0.2 * 0.02  # the end of the cosine
+    assert prior_lr(0.2, base, 64, space, 9, 10) < 0.2 * 0.02  # the end of the cosine
 
 
 class Kill(Exception):

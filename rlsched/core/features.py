@@ -1,4 +1,4 @@
-"""Observation version 1: scale-free features of a member's training history (pure functions)."""
+"""Observations: scale-free features of a member's training history (pure functions), versions 1 and 2."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rlsched.core.member import Record
+from rlsched.core.probe import ProbeResult
 from rlsched.core.space import Hyperparams
 
 OBSERVATION_VERSION = 1
@@ -80,5 +81,64 @@ def observation(
         float(last.diverged),
     ]
     obs = np.asarray(features, dtype=np.float64)
+    obs = np.nan_to_num(obs, nan=0.0, posinf=CLIP, neginf=-CLIP)
+    return np.clip(obs, -CLIP, CLIP).astype(np.float32)
+
+
+# -- version 2: the features of version 1, relative to the prior schedule and its probe ---------------
+OBSERVATION_V2 = 2
+FEATURES_V2 = (
+    "progress",  # examples trained / budget after the probe, in [0, 1]
+    "log_lr_over_prior",  # log(lr / the prior's LR for the interval): the policy's own correction
+    "log_peak_over_lr0",  # log(probed peak LR / the job's initial LR): how far the probe moved it
+    "log_blowup_over_peak",  # log(LR where the probe's loss blew up / the probed peak)
+    "log2_batch_size_ratio",  # log2(batch_size / batch_size0)
+    "train_loss",  # log(train loss / initial val loss)
+    "train_loss_slope",  # log(train loss / previous interval's train loss)
+    "val_loss",  # log(val loss / initial val loss)
+    "val_loss_slope",  # log(val loss / previous val loss)
+    "generalization_gap",  # log(val loss / train loss)
+    "train_loss_spread",  # std / mean of the per-step train loss
+    "grad_norm_trend",  # log(grad norm / previous interval's grad norm)
+    "log_noise_scale_ratio",  # log(B_simple / batch_size)
+    "log10_update_ratio",  # log10(|step update| / |weights|)
+    "population_rank",  # 1 = best of the population, 0 = worst, 0.5 when alone
+    "nonfinite",  # 1 once the job has diverged
+)
+
+
+def blowup_lr(probe: ProbeResult) -> float:
+    """The first LR of the probe whose loss was non-finite or over 4x the lowest before it (or the
+    last LR tried when the loss never blew up)."""
+    lowest = math.inf
+    for lr, loss in zip(probe.lrs, probe.losses):
+        if not math.isfinite(loss) or loss > 4 * lowest:
+            return lr
+        lowest = min(lowest, loss)
+    return probe.lrs[-1]
+
+
+def observation_v2(
+    history: Sequence[Record],
+    *,
+    probe: ProbeResult,
+    prior: float,
+    progress: float,
+    rank: float = 0.5,
+) -> np.ndarray:
+    """The version-2 observation: ``prior`` is the prior's LR for the last interval (before any
+    training, for the first), ``progress`` the decisions taken over all of them."""
+    v1 = observation(
+        history, initial=history[0].hparams, budget_samples=max(history[-1].samples, 1), rank=rank
+    )
+    named = dict(zip(FEATURES, v1.tolist()))
+    lr, lr0 = history[-1].hparams.lr, history[0].hparams.lr
+    named |= {
+        "progress": progress,
+        "log_lr_over_prior": log_ratio(lr, prior),
+        "log_peak_over_lr0": log_ratio(probe.peak_lr, lr0),
+        "log_blowup_over_peak": log_ratio(blowup_lr(probe), probe.peak_lr),
+    }
+    obs = np.asarray([named[f] for f in FEATURES_V2], dtype=np.float64)
     obs = np.nan_to_num(obs, nan=0.0, posinf=CLIP, neginf=-CLIP)
     return np.clip(obs, -CLIP, CLIP).astype(np.float32)

@@ -25,6 +25,7 @@ from rlsched.core.space import Hyperparams, HyperparamSpace
 
 # The suggested peak is the LR of the lowest loss divided by this (see experiments/probe_calibration.py).
 DIVISOR = 2.0
+PROBE_FRACTION = 0.05  # the share of a budget a controller spends on the probe by default
 
 
 @dataclass(frozen=True)

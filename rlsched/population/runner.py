@@ -163,7 +163,9 @@ class Runner:
         moved = {i for i, rank in enumerate(plan.placement) if rank != self.placement[i]}
         loads = {i: clones.get(i, i) for i in set(clones) | moved}  # member -> whose job state it loads
         states = self._snapshot(state, loads, plan.placement)  # before anyone trains
-        before = [(m.hparams, score(m.last), list(m.history), m.train_seconds) for m in state.members]
+        before = [
+            (m.hparams, score(m.last), list(m.history), m.train_seconds, m.probe) for m in state.members
+        ]
         self._place(state, plan.placement)
         trained = self._train(state, plan, loads, states, {i: before[j][2] for i, j in clones.items()})
         outcomes = self._share(trained, wire.OUTCOMES)
@@ -183,8 +185,8 @@ class Runner:
         events: list[Event] = []
         for i, outcome in outcomes.items():
             member, choice, donor = state.members[i], plan.decisions[i], clones.get(i)
-            if donor is not None:
-                state.origins[i] = origins[donor]
+            if donor is not None:  # a copy takes over its donor's origin and probe with its weights
+                state.origins[i], member.probe = origins[donor], before[donor][4]
             if member.job is None:  # trained on another rank: its record arrived
                 member.history = [*before[donor if donor is not None else i][2], outcome.record]
                 member.hparams, member.train_seconds = choice.hparams, outcome.seconds

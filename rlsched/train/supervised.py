@@ -97,6 +97,7 @@ class SupervisedJob:
         losses: list[torch.Tensor] = []
         sizes: list[int] = []
         self.model.train()
+        self._optimizer_mode(training=True)
         with self._own_rng():
             for step in range(full + (rest > 0)):
                 size = hp.batch_size if step < full else rest
@@ -119,6 +120,7 @@ class SupervisedJob:
         data = self.splits[split]
         was_training = self.model.training
         self.model.eval()
+        self._optimizer_mode(training=False)
         totals = dict.fromkeys(["loss", *self.metrics], 0.0)
         try:
             for start in range(0, len(data), self.eval_batch_size):
@@ -159,6 +161,13 @@ class SupervisedJob:
             self._cuda_rng_state = state["rng"]["cuda"]
 
     # -- helpers ---------------------------------------------------------------------------
+    def _optimizer_mode(self, training: bool) -> None:
+        """Schedule-Free optimizers (``schedulefree``) keep two weight sequences and must be told
+        which one the model uses: ``optimizer.train()`` to train, ``optimizer.eval()`` to evaluate."""
+        switch = getattr(self.optimizer, "train" if training else "eval", None)
+        if callable(switch):
+            switch()
+
     def set_lr(self, lr: float) -> None:
         """Set the first group's LR to ``lr`` and every other group's to its kept ratio of it."""
         self._lr.set(lr)
