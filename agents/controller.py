@@ -25,11 +25,12 @@ from rlsched.core.actions import BATCH_STEPS, LR_FACTORS, apply_action
 from rlsched.core.agent import Decision, MemberView, PopulationView
 from rlsched.core.features import FEATURES, FEATURES_V2, OBSERVATION_V2, OBSERVATION_VERSION, observation_v2
 from rlsched.core.files import atomic_write_bytes
-from rlsched.core.prior import PRIOR_BATCH_MOVES, PRIOR_LR_FACTORS, act_on_prior, prior_lr
+from rlsched.core.prior import NEUTRAL, PRIOR_BATCH_MOVES, PRIOR_LR_FACTORS, act_on_prior, prior_lr
 from rlsched.core.probe import PROBE_FRACTION, ProbeResult
 from rlsched.core.space import Hyperparams, HyperparamSpace
 
 CONTROLLER_FORMAT = "rlsched.controller/1"
+NEUTRAL_BIAS = 1.5  # a new version-2 policy takes the neutral action with probability ~0.5 (LR), ~0.6 (batch)
 DEFAULT_FILE = "default_controller.pt"
 
 
@@ -98,7 +99,13 @@ class Controller:
             raise ValueError(f"observation_version: expected one of {sorted(VERSIONS)}, got {version!r}")
         features, lr_factors, batch_moves = VERSIONS[version]
         self.version = version
-        self.net = net or ActorCritic(len(features), (len(lr_factors), len(batch_moves)))
+        if net is None:
+            net = ActorCritic(len(features), (len(lr_factors), len(batch_moves)))
+            if version == OBSERVATION_V2:  # start as the prior: the neutral action is the likeliest
+                with torch.no_grad():
+                    net.actor[-1].bias[NEUTRAL[0]] = NEUTRAL_BIAS
+                    net.actor[-1].bias[len(lr_factors) + NEUTRAL[1]] = NEUTRAL_BIAS
+        self.net = net
         self.metadata = {
             "observation_version": version,
             "features": list(features),

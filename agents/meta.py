@@ -1,14 +1,17 @@
-"""Meta-training: PPO on a vector of TrainingEnvs drawn from the task distribution's train family.
+"""Meta-training: PPO on a vector of environments drawn from the train family of jobs.
 
-``train_controller(config)`` trains a :class:`Controller`, evaluates it on held-out tasks of the
-*eval* family against keeping the hyperparameters constant, and writes the controller with a
-model card (``<out>.md``: tasks, seeds, steps, wall time, evaluation table).
+Version 2 (the default) trains on :class:`~rlsched.envs.prior_env.PriorEnv` over the task zoo's
+train kinds: the policy acts relative to the probe + cosine prior and is rewarded against it.
+Version 1 trains on the older ``DistributionEnv``. ``train_controller(config)`` trains a
+:class:`Controller`, evaluates it on held-out tasks of the *eval* family, and writes the
+controller with a model card (``<out>.md``: tasks, seeds, steps, wall time, evaluation table).
 
     rlsched train-controller experiments/train-controller.toml
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from dataclasses import asdict, dataclass, fields
@@ -22,7 +25,10 @@ from rlsched.agents.controller import Controller
 from rlsched.agents.ppo import PPOArgs, make_vector, train_ppo
 from rlsched.core.checks import check_keys, integer
 from rlsched.core.files import atomic_write_bytes
+from rlsched.core.reward import DIVERGENCE_RETURN
 from rlsched.envs.distribution import DistributionEnv, sample_task
+from rlsched.envs.prior_env import PriorEnv
+from rlsched.envs.zoo import sample_zoo_task
 
 
 @dataclass(frozen=True)
@@ -49,11 +55,19 @@ class MetaConfig:
     """discount: 1, as the return log(L0/LT) is what counts"""
     eval_tasks: int = 12
     """eval-family tasks in the model card's table"""
+    version: int = 2
+    """observation version: 2 acts relative to the probe + cosine prior, 1 on the job's own start"""
+    episodes_per_task: int = 2
+    """version 2: episodes on each drawn task (its probe and prior run are shared by them)"""
+    max_minutes: float = 0.0
+    """stop PPO after this many minutes (0: run all total_steps); the evaluation comes after"""
 
 
-def _worker_env():
+def _worker_env(version: int = 2, episodes_per_task: int = 2):
     torch.set_num_threads(1)
-    return DistributionEnv("train")
+    if version == 1:
+        return DistributionEnv("train")
+    return PriorEnv("train", episodes_per_task=episodes_per_task)
 
 
 def episode_return(env, policy, seed: int) -> float:
@@ -66,15 +80,32 @@ def episode_return(env, policy, seed: int) -> float:
 
 
 def evaluate(controller: Controller, tasks: int, seed: int = 10_000) -> list[dict[str, Any]]:
-    """Return log(L0/LT) of the greedy controller and of constant hyperparameters on eval tasks."""
+    """Returns of the greedy controller on eval-family tasks, against a baseline: version 1,
+    log(L0/LT) against constant hyperparameters; version 2, log(L_prior/L_T) (the prior scores 0)
+    against the constant hyperparameters the same way."""
     rows = []
     for k in range(tasks):
-        task = sample_task(seed + k, "eval")
-        env = task.make_env()
+        if controller.version == 1:
+            task = sample_task(seed + k, "eval")
+            env = task.make_env()
+            constant = episode_return(env, lambda o: np.array([2, 1]), seed=k)
+        else:
+            env = PriorEnv("eval", tasks=1, sample=lambda _, family, k=k: sample_zoo_task(seed + k, family))
+            constant = _constant_v2(env, seed=k)
         learned = episode_return(env, lambda o: controller.act(o, deterministic=True), seed=k)
-        constant = episode_return(env, lambda o: np.array([2, 1]), seed=k)
-        rows.append({"task": task.name, "controller": learned, "constant": constant})
+        rows.append({"task": env.task.name, "controller": learned, "constant": constant})
     return rows
+
+
+def _constant_v2(env: PriorEnv, seed: int) -> float:
+    """log(L_prior/L_T) of the job's own starting hyperparameters kept constant (same task)."""
+    env.reset(seed=seed)
+    member = env.member
+    for samples in env.intervals:
+        member.advance(env.task.initial, samples)
+        if member.diverged:
+            return DIVERGENCE_RETURN
+    return env.relative_gain(member.last.decision, member.last.val_loss)
 
 
 def model_card(
@@ -86,7 +117,8 @@ def model_card(
         "",
         f"Meta-trained with PPO on the task distribution's **train** family ({config.num_envs} environments, "
         f"{history['steps']} decision steps, about {history['steps'] // 10} episodes), seed {config.seed}, "
-        f"in {seconds / 60:.1f} min on this machine. Observation version 1, action MultiDiscrete([5, 3]).",
+        f"in {seconds / 60:.1f} min on this machine. Observation version {config.version}, "
+        "action MultiDiscrete([5, 3]).",
         "",
         "Configuration: " + ", ".join(f"{k}={v}" for k, v in asdict(config).items()),
         "",
@@ -108,8 +140,11 @@ def train_controller(config: MetaConfig, *, quiet: bool = False) -> tuple[Contro
     from torch.utils.tensorboard import SummaryWriter
 
     started = time.perf_counter()
-    controller = Controller(metadata={"provenance": {"family": "train", **asdict(config)}})
-    envs = make_vector(_worker_env, config.num_envs, asynchronous=config.asynchronous)
+    controller = Controller(
+        metadata={"provenance": {"family": "train", **asdict(config)}}, version=config.version
+    )
+    make = functools.partial(_worker_env, config.version, config.episodes_per_task)
+    envs = make_vector(make, config.num_envs, asynchronous=config.asynchronous)
     args = PPOArgs(
         total_steps=config.total_steps,
         num_steps=config.num_steps,
@@ -120,6 +155,7 @@ def train_controller(config: MetaConfig, *, quiet: bool = False) -> tuple[Contro
         seed=config.seed,
         num_minibatches=4,
         update_epochs=4,
+        max_seconds=config.max_minutes * 60 if config.max_minutes > 0 else None,
     )
 
     def report(step: int, stats: dict[str, float]) -> None:
@@ -147,8 +183,10 @@ def meta_config(data: dict[str, Any]) -> MetaConfig:
     """Validate a train-controller config dict; one ValueError line per problem."""
     check_keys(data, [f.name for f in fields(MetaConfig)])
     config = MetaConfig(**data)
-    for name in ("total_steps", "num_envs", "num_steps", "eval_tasks"):
+    for name in ("total_steps", "num_envs", "num_steps", "eval_tasks", "episodes_per_task"):
         integer(getattr(config, name), name, 1)
+    if config.version not in (1, 2):
+        raise ValueError(f"version: expected 1 or 2, got {config.version!r}")
     if not (isinstance(config.learning_rate, float) and config.learning_rate > 0):
         raise ValueError(f"learning_rate: expected a positive number, got {config.learning_rate!r}")
     return config

@@ -58,6 +58,8 @@ class PPOArgs:
     """gradient clipping norm"""
     seed: int = 0
     """seeds the environments, the policy's sampling and the minibatch order"""
+    max_seconds: float | None = None
+    """stop after the first update past this wall time (the LR anneals over it too)"""
 
 
 def action_dims(space: gym.Space) -> tuple[int, ...]:
@@ -97,8 +99,12 @@ def train_ppo(
     next_done = torch.zeros(num_envs)
     history = {"episode_returns": [], "updates": updates}
     for update in range(1, updates + 1):
+        elapsed = time.perf_counter() - started
+        if args.max_seconds is not None and elapsed >= args.max_seconds:
+            break
         if args.anneal_lr:
-            optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - (update - 1) / updates)
+            done = max((update - 1) / updates, elapsed / args.max_seconds if args.max_seconds else 0.0)
+            optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - done)
 
         # 1. rollout
         for t in range(args.num_steps):
