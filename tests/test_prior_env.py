@@ -74,15 +74,57 @@ def test_an_untrained_v2_controller_runs_alone_and_in_the_hybrid_and_resumes(tmp
         controller.decide(view, np.random.default_rng(0))
 
 
-def test_probe_cosine_and_the_neutral_controller_agree():
-    """A controller that always takes the neutral action is exactly probe + cosine (batch by noise)."""
-    neutral = Controller()
+def neutral() -> Controller:
+    """A version-2 controller that always takes the neutral action: the prior itself."""
+    controller = Controller()
     with torch.no_grad():
-        head = neutral.net.actor[-1]
+        head = controller.net.actor[-1]
         head.weight.zero_()
         head.bias.zero_()
         head.bias[NEUTRAL[0]] = 10.0
         head.bias[5 + NEUTRAL[1]] = 10.0
-    a = rlsched.run("synthetic", neutral, seed=3)
+    return controller
+
+
+def test_probe_cosine_and_the_neutral_controller_agree():
+    """A controller that always takes the neutral action is exactly probe + cosine (batch by noise)."""
+    neutral_controller = neutral()
+    a = rlsched.run("synthetic", neutral_controller, seed=3)
     b = rlsched.run("synthetic", ProbeCosine(batch="noise"), seed=3)
     assert a.best.trajectory == b.best.trajectory and a.best.metrics == b.best.metrics
+
+
+def test_a_v2_controller_probes_then_follows_the_prior_in_a_plain_loop():
+    torch.manual_seed(0)
+    x, y = torch.randn(1024, 8), torch.randint(0, 3, (1024,))
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    start = [p.detach().clone() for p in model.parameters()]
+    sampler = rlsched.DynamicBatchSampler(1024, batch_size=32, seed=0)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_sampler=sampler)
+    space = HyperparamSpace(lr=(1e-3, 1.0), batch_size=(16, 32, 64), scale_rule="linear")
+    sched = rlsched.AdaptiveScheduler(
+        optimizer, sampler, controller=neutral(), space=space, budget_samples=6400, decisions=4, model=model
+    )
+    lrs, restored = [], None
+    while not sched.done:
+        for xb, yb in loader:
+            lrs.append(sched.get_last_lr()[0])
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            sched.step(loss, batch_size=len(xb))
+            optimizer.zero_grad()
+            if sched.probe is not None and restored is None:  # the probe just ended: all undone
+                restored = all(torch.equal(p, q) for p, q in zip(model.parameters(), start))
+            if sched.done:
+                break
+    probe_steps = 320 // 32  # 5 % of the budget at batch size 32
+    assert lrs[0] == pytest.approx(1e-3) and lrs[probe_steps - 1] > 0.3  # rising across the space
+    assert restored and sched.probe.samples == 320
+    assert lrs[probe_steps] == pytest.approx(
+        prior_lr(sched.probe.peak_lr, Hyperparams(0.01, 32), 32, space, 0, 4)
+    )
+    assert sched.samples == 6400 and len(sched.history) == 5
+    # the probe's 320 examples are undone; decisions fall on the first step past each boundary
+    assert [r.samples for r in sched.history] == [0, 1536, 3072, 4608, 6080]

@@ -1,0 +1,78 @@
+"""The LR range probe inside a user's own loop: the steps run at rising LRs, then the model and
+optimizer go back to where they were (see :mod:`rlsched.core.probe` for the job-level probe)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlsched.core.probe import DIVISOR, ProbeResult, suggest
+from rlsched.core.space import HyperparamSpace
+from rlsched.train.lr import LRSetter
+
+
+class LoopProbe:
+    """Runs the probe over a loop's next ``samples`` examples, one LR after another.
+
+    At construction it snapshots the optimizer's state and its parameters (and, given ``model``,
+    every buffer too, e.g. batch-norm statistics); :meth:`finish` puts them back. Call
+    :meth:`record` after each optimizer step; ``lr`` is the LR the next step runs at.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        space: HyperparamSpace,
+        samples: int,
+        *,
+        model: nn.Module | None = None,
+        points: int = 12,
+    ) -> None:
+        self.optimizer, self.model, self.samples = optimizer, model, samples
+        self.lrs = tuple(float(v) for v in np.geomspace(space.lr[0], space.lr[1], points))
+        self.space = space
+        self._setter = LRSetter(optimizer)
+        self._params = [p for g in optimizer.param_groups for p in g["params"]]
+        self._saved_params = [p.detach().clone() for p in self._params]
+        self._saved_optimizer = copy.deepcopy(optimizer.state_dict())
+        self._saved_model = copy.deepcopy(model.state_dict()) if model is not None else None
+        self._ends = [round((k + 1) * samples / points) for k in range(points)]
+        self._sums = [0.0] * points
+        self._counts = [0] * points
+        self.seen = 0
+        self._point = 0
+        self.diverged = False
+        self._setter.set(self.lrs[0])
+
+    @property
+    def done(self) -> bool:
+        return self.diverged or self.seen >= self.samples
+
+    def record(self, loss: float, size: int) -> None:
+        """One step of ``size`` examples whose loss was ``loss``; moves to the next LR when due."""
+        if not math.isfinite(loss):
+            self.diverged = True
+            self._sums[self._point], self._counts[self._point] = math.nan, 1  # it blew up at this LR
+            return
+        self._sums[self._point] += loss * size
+        self._counts[self._point] += size
+        self.seen += size
+        while self._point < len(self.lrs) - 1 and self.seen >= self._ends[self._point]:
+            self._point += 1
+        self._setter.set(self.lrs[self._point])
+
+    def finish(self) -> ProbeResult:
+        """Put the model and optimizer back as they were, and the probe's result."""
+        with torch.no_grad():
+            for p, saved in zip(self._params, self._saved_params):
+                p.copy_(saved)
+        self.optimizer.load_state_dict(copy.deepcopy(self._saved_optimizer))
+        if self.model is not None and self._saved_model is not None:
+            self.model.load_state_dict(self._saved_model)
+        losses = tuple(s / c if c else math.nan for s, c in zip(self._sums, self._counts))
+        peak = self.space.clip_lr(suggest(self.lrs, losses, DIVISOR))
+        return ProbeResult(self.lrs, losses, self.seen, peak)
