@@ -88,22 +88,11 @@ def observation(
 # -- version 2: the features of version 1, relative to the prior schedule and its probe ---------------
 OBSERVATION_V2 = 2
 FEATURES_V2 = (
-    "progress",  # examples trained / budget after the probe, in [0, 1]
+    "progress",  # decisions taken / decisions, in [0, 1]
     "log_lr_over_prior",  # log(lr / the prior's LR for the interval): the policy's own correction
     "log_peak_over_lr0",  # log(probed peak LR / the job's initial LR): how far the probe moved it
     "log_blowup_over_peak",  # log(LR where the probe's loss blew up / the probed peak)
-    "log2_batch_size_ratio",  # log2(batch_size / batch_size0)
-    "train_loss",  # log(train loss / initial val loss)
-    "train_loss_slope",  # log(train loss / previous interval's train loss)
-    "val_loss",  # log(val loss / initial val loss)
-    "val_loss_slope",  # log(val loss / previous val loss)
-    "generalization_gap",  # log(val loss / train loss)
-    "train_loss_spread",  # std / mean of the per-step train loss
-    "grad_norm_trend",  # log(grad norm / previous interval's grad norm)
-    "log_noise_scale_ratio",  # log(B_simple / batch_size)
-    "log10_update_ratio",  # log10(|step update| / |weights|)
-    "population_rank",  # 1 = best of the population, 0 = worst, 0.5 when alone
-    "nonfinite",  # 1 once the job has diverged
+    *FEATURES[2:],  # version 1's from log2(batch_size / batch_size0) on
 )
 
 
