@@ -109,8 +109,8 @@ class AdaptiveScheduler:
             self._probe_step(loss, size)
             return
         k = len(self._sizes)
-        self._probe.after_step(k - 1)
-        self._probe.before_step(k, size)
+        self._gradients.after_step(k - 1)
+        self._gradients.before_step(k, size)
         self._losses.append(
             loss.detach().reshape(()) if isinstance(loss, torch.Tensor) else torch.tensor(loss)
         )
@@ -160,12 +160,10 @@ class AdaptiveScheduler:
     def _next(self, decision: int) -> Hyperparams:
         """The controller's hyperparameters for interval ``decision`` from the history so far."""
         rng = np.random.default_rng(self.samples)
-        if self.controller.version != OBSERVATION_V2:
-            obs = observation(self.history, initial=self.initial, budget_samples=self.budget_samples)
-            return apply_action(
-                self.space, self.hparams, self.controller.act(obs, deterministic=self.deterministic, rng=rng)
-            )
         obs = observation(self.history, initial=self.initial, budget_samples=self.budget_samples)
+        if self.controller.version != OBSERVATION_V2:
+            action = self.controller.act(obs, deterministic=self.deterministic, rng=rng)
+            return apply_action(self.space, self.hparams, action)
         member = MemberView(0, self.hparams, tuple(self.history), obs, -self.history[-1].val_loss, self.probe)
         view = PopulationView(decision, self.decisions, self.space, (member,))
         return self.controller.adjust(member, view, rng, deterministic=self.deterministic)
@@ -175,11 +173,11 @@ class AdaptiveScheduler:
         self._sizes: list[int] = []
         d = max(len(self.history) - 1, 0)
         expected = self.intervals[min(d, len(self.intervals) - 1)] // self.hparams.batch_size
-        self._probe = GradientProbe(self._params, expected, self.stat_pairs)
+        self._gradients = GradientProbe(self._params, expected, self.stat_pairs)
         self._boundary = self._offset + sum(self.intervals[: d + 1])
 
     def _decide(self) -> None:
-        stats = summarize(self._losses, self._sizes, self._probe)
+        stats = summarize(self._losses, self._sizes, self._gradients)
         if not self.history:  # no initial val loss reported: the first steps' loss stands in for it
             self.history.append(Record(0, 0, self.initial, None, {"loss": float(self._losses[0])}))
         loss = self._reported if self._reported is not None else stats.loss_mean
