@@ -87,9 +87,7 @@ class PriorEnv(gym.Env):
         self.job_seed = int(self.np_random.integers(2**31 - 1))
         job = self.task.build(self.job_seed)
         self.probe_samples = round(PROBE_FRACTION * self.task.budget_samples)
-        self.probe: ProbeResult = lr_range_test(
-            job, self.task.initial.batch_size, self.probe_samples, self.task.space
-        )
+        self.probe: ProbeResult = lr_range_test(job, self.task.initial, self.probe_samples, self.task.space)
         self.start_state = copy.deepcopy(job.state_dict())
         self.intervals = interval_sizes(self.task.budget_samples - self.probe_samples, self.task.decisions)
         prior = self._member(job)

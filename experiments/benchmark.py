@@ -24,6 +24,8 @@ Needs the ``bench`` extra (``pip install -e ".[bench]"``: schedulefree, prodigyo
 optimizer baselines.
 
     python experiments/benchmark.py [--seeds 0 1 2] [--controller default] [--json results.json]
+    python experiments/benchmark.py --methods controller constant ... --json a.json   # a share of it
+    python experiments/benchmark.py --combine a.json b.json                          # the shares' table
 """
 
 from __future__ import annotations
@@ -128,14 +130,15 @@ def report(table: dict[str, dict[str, list[dict]]], names: list[str]) -> None:
             + " | ".join(f"**{row[n]:.4f}**" if row[n] == best else f"{row[n]:.4f}" for n in names)
             + " |"
         )
-    ratio = {n: geomean([mean[t][n] / mean[t]["cosine grid"] for t in mean]) for n in names}
+    reference = "cosine grid" if "cosine grid" in names else names[0]
+    ratio = {n: geomean([mean[t][n] / mean[t][reference] for t in mean]) for n in names}
     ranks = {n: statistics.mean(sorted(mean[t].values()).index(mean[t][n]) + 1 for t in mean) for n in names}
     walls = {n: statistics.mean(r["wall"] for rows in table.values() for r in rows[n]) for n in names}
-    print("\n| method | runs | geo-mean val-loss ratio to best-of-8 cosine | mean rank | mean wall s |")
+    print(f"\n| method | runs | geo-mean val-loss ratio to {reference} | mean rank | mean wall s |")
     print("|---|---|---|---|---|")
     for n in names:
         print(f"| {n} | {1 if n in ONE_RUN else 8} | {ratio[n]:.3f} | {ranks[n]:.2f} | {walls[n]:.1f} |")
-    if "controller" in names:
+    if "controller" in names and reference == "cosine grid":
         c = {t: mean[t]["controller"] for t in mean}
         beats = {b: sum(c[t] < mean[t][b] for t in mean) for b in ("prodigy", "schedule-free") if b in names}
         harm = max(c[t] / mean[t]["constant"] - 1 for t in mean) if "constant" in names else math.nan
@@ -162,7 +165,17 @@ def main() -> None:
     parser.add_argument("--controller", default="default")
     parser.add_argument("--methods", nargs="+", default=None, help="a subset of the methods, by name")
     parser.add_argument("--json", default=None, help="also write the raw results here")
+    parser.add_argument("--combine", nargs="+", default=None, help="report the merged results of these files")
     args = parser.parse_args()
+    if args.combine:
+        table: dict[str, dict[str, list[dict]]] = {}
+        for path in args.combine:
+            with open(path) as f:
+                for label, rows in json.load(f).items():
+                    table.setdefault(label, {}).update(rows)
+        order = [*ONE_RUN, *EIGHT_RUN]
+        report(table, [n for n in order if all(n in rows for rows in table.values())])
+        return
     torch.set_num_threads(1)
     controller = Controller.load(args.controller)
     every = methods(controller)

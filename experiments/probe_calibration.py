@@ -22,7 +22,7 @@ import torch
 import rlsched
 from rlsched import Hyperparams
 from rlsched.agents import GridSearch, ProbeCosine, Schedule
-from rlsched.core.probe import DIVISOR, lr_range_test
+from rlsched.core.probe import DIVISOR, lr_range_test, suggest
 from rlsched.envs.zoo import sample_zoo_task
 
 
@@ -35,8 +35,9 @@ def main() -> None:
     for k in range(args.tasks):
         task = sample_zoo_task(1000 + k, "train")
         samples = round(0.05 * task.budget_samples)
-        probe = lr_range_test(task.build(0), task.initial.batch_size, samples, task.space)
-        lowest = probe.peak_lr * DIVISOR
+        probe = lr_range_test(task.build(0), task.initial, samples, task.space)
+        lowest = suggest(probe.lrs, probe.losses, 1.0)  # at the probe's batch size
+        lowest = task.space.scale_lr(lowest, probe.batch_size, task.initial.batch_size)
         peaks = [task.space.clip_lr(lowest * f) for f in np.geomspace(1 / 16, 2, 8)]
         kwargs = dict(space=task.space, budget_samples=task.budget_samples, decisions=task.decisions, seed=0)
         grid = rlsched.run(

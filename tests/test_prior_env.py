@@ -109,7 +109,7 @@ def test_a_v2_controller_probes_then_follows_the_prior_in_a_plain_loop():
     lrs, restored = [], None
     while not sched.done:
         for xb, yb in loader:
-            lrs.append(sched.get_last_lr()[0])
+            lrs.append((sched.get_last_lr()[0], len(xb)))
             loss = torch.nn.functional.cross_entropy(model(xb), yb)
             loss.backward()
             optimizer.step()
@@ -119,10 +119,11 @@ def test_a_v2_controller_probes_then_follows_the_prior_in_a_plain_loop():
                 restored = all(torch.equal(p, q) for p, q in zip(model.parameters(), start))
             if sched.done:
                 break
-    probe_steps = 320 // 32  # 5 % of the budget at batch size 32
-    assert lrs[0] == pytest.approx(1e-3) and lrs[probe_steps - 1] > 0.3  # rising across the space
-    assert restored and sched.probe.samples == 320
-    assert lrs[probe_steps] == pytest.approx(
+    probe_steps = 320 // 16  # 5 % of the budget, at the smallest rung: too few steps at 32
+    assert {b for _, b in lrs[:probe_steps]} == {16} and lrs[probe_steps][1] == 32
+    assert lrs[0][0] == pytest.approx(1e-3) and lrs[probe_steps - 1][0] > 0.3  # rising across the space
+    assert restored and sched.probe.samples == 320 and sched.probe.batch_size == 16
+    assert lrs[probe_steps][0] == pytest.approx(
         prior_lr(sched.probe.peak_lr, Hyperparams(0.01, 32), 32, space, 0, 4)
     )
     assert sched.samples == 6400 and len(sched.history) == 5

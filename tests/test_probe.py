@@ -25,7 +25,7 @@ def test_suggest_takes_the_smoothed_minimum_before_the_blow_up():
 def test_the_probe_leaves_the_job_exactly_as_it_was():
     task = get_task("synthetic")
     probed, untouched = task.build(3), task.build(3)
-    result = lr_range_test(probed, 32, 2000, task.space)
+    result = lr_range_test(probed, Hyperparams(0.05, 32), 2000, task.space)
     assert (
         result.samples == 2000
         and len(result.losses) == 12

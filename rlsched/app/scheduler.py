@@ -98,7 +98,10 @@ class AdaptiveScheduler:
         self.history: list[Record] = []
         self.samples = 0
         self._reported: float | None = None
-        self._prober = LoopProbe(optimizer, space, probe_samples, model=model) if probe_samples else None
+        self._prober = None
+        if probe_samples:
+            self._prober = LoopProbe(optimizer, space, probe_samples, initial=self.initial, model=model)
+            self.sampler.batch_size = self._prober.batch_size  # the probe's steps, then the first interval's
         self._start_interval()
 
     # -- the loop's calls ----------------------------------------------------------------------

@@ -130,7 +130,7 @@ class Runner:
 
     def _probe(self, member: Member) -> ProbeResult:
         """The member's LR range probe at its starting batch size; its job is left as it was."""
-        return lr_range_test(member.job, member.hparams.batch_size, self.spec.probe_samples, self.spec.space)
+        return lr_range_test(member.job, member.hparams, self.spec.probe_samples, self.spec.space)
 
     def _members(self, seeds: list[int], hps: list[Hyperparams]) -> list[Member]:
         """Every member; one trained on another rank has no job (``job=None``), only a history."""

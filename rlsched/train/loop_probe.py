@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlsched.core.probe import DIVISOR, ProbeResult, suggest
-from rlsched.core.space import HyperparamSpace
+from rlsched.core.probe import POINTS, ProbeResult, probe_batch_size, result
+from rlsched.core.space import Hyperparams, HyperparamSpace
 from rlsched.train.lr import LRSetter
 
 
@@ -29,10 +29,14 @@ class LoopProbe:
         space: HyperparamSpace,
         samples: int,
         *,
+        initial: Hyperparams,
         model: nn.Module | None = None,
-        points: int = 12,
+        points: int = POINTS,
     ) -> None:
-        self.optimizer, self.model, self.samples = optimizer, model, samples
+        self.optimizer, self.model, self.samples, self.initial = optimizer, model, samples, initial
+        self.batch_size = probe_batch_size(
+            space, initial.batch_size, samples, points
+        )  # the loop's, meanwhile
         self.lrs = tuple(float(v) for v in np.geomspace(space.lr[0], space.lr[1], points))
         self.space = space
         self._setter = LRSetter(optimizer)
@@ -74,5 +78,4 @@ class LoopProbe:
         if self.model is not None and self._saved_model is not None:
             self.model.load_state_dict(self._saved_model)
         losses = tuple(s / c if c else math.nan for s, c in zip(self._sums, self._counts))
-        peak = self.space.clip_lr(suggest(self.lrs, losses, DIVISOR))
-        return ProbeResult(self.lrs, losses, self.seen, peak)
+        return result(self.lrs, losses, self.seen, self.initial, self.batch_size, self.space)
