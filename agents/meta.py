@@ -112,17 +112,24 @@ def model_card(
     config: MetaConfig, history: dict[str, Any], rows: list[dict[str, Any]], seconds: float
 ) -> str:
     wins = sum(r["controller"] > r["constant"] for r in rows)
+    family = "task zoo's" if config.version == 2 else "task distribution's"
+    measure = (
+        "return log(L_prior/L_T) against the probe + cosine prior on the same job (the prior scores 0)"
+        if config.version == 2
+        else "return log(L0/LT)"
+    )
     lines = [
         "# rlsched controller",
         "",
-        f"Meta-trained with PPO on the task distribution's **train** family ({config.num_envs} environments, "
-        f"{history['steps']} decision steps, about {history['steps'] // 10} episodes), seed {config.seed}, "
+        f"Meta-trained with PPO on the {family} **train** family ({config.num_envs} environments, "
+        f"{history['steps']} decision steps, {len(history['episode_returns'])} episodes), "
+        f"seed {config.seed}, "
         f"in {seconds / 60:.1f} min on this machine. Observation version {config.version}, "
         "action MultiDiscrete([5, 3]).",
         "",
         "Configuration: " + ", ".join(f"{k}={v}" for k, v in asdict(config).items()),
         "",
-        f"Evaluation on {len(rows)} **eval**-family tasks (never trained on): return log(L0/LT), "
+        f"Evaluation on {len(rows)} **eval**-family tasks (never trained on): {measure}, "
         f"higher is better; the controller acts greedily; 'constant' keeps the initial hyperparameters.",
         "",
         "| task | controller | constant |",
