@@ -14,7 +14,9 @@ from rlsched.core.features import FEATURES, OBSERVATION_VERSION, observation
 from rlsched.core.reward import DIVERGENCE_RETURN, reward
 from rlsched.envs.distribution import FAMILIES, DistributionEnv, sample_task
 from rlsched.envs.env import TrainingEnv
+from rlsched.envs.prior_env import PriorEnv
 from rlsched.envs.tasks import TASKS, Task, get_task, make_env
+from rlsched.envs.zoo import ZOO_FAMILIES, ZOO_KINDS, sample_zoo_task, zoo_task
 
 
 def _register() -> None:
@@ -29,6 +31,11 @@ def _register() -> None:
             gym.register(
                 id=env_id, entry_point="rlsched.envs.distribution:DistributionEnv", kwargs={"family": family}
             )
+        prior_id = f"rlsched/Prior-{family.capitalize()}-v0"  # version 2: the zoo, against the prior
+        if prior_id not in gym.registry:
+            gym.register(
+                id=prior_id, entry_point="rlsched.envs.prior_env:PriorEnv", kwargs={"family": family}
+            )
 
 
 _register()
@@ -41,7 +48,10 @@ __all__ = [
     "FEATURES",
     "LR_FACTORS",
     "OBSERVATION_VERSION",
+    "PriorEnv",
     "TASKS",
+    "ZOO_FAMILIES",
+    "ZOO_KINDS",
     "Task",
     "TrainingEnv",
     "apply_action",
@@ -50,4 +60,6 @@ __all__ = [
     "observation",
     "reward",
     "sample_task",
+    "sample_zoo_task",
+    "zoo_task",
 ]
