@@ -121,3 +121,12 @@ def test_bad_run_dirs_and_checkpoints_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="single-file checkpoint of an older rlsched"):
         rlsched.resume(run_dir)
     assert (run_dir / "lineage.jsonl").exists() and (run_dir / "checkpoint-00002.pt").exists()
+
+
+def test_run_files_follow_the_umask_like_tensorboards(tmp_path):
+    rlsched.run("synthetic", PBT(), population=2, seed=0, decisions=2, budget_samples=2000, logdir=tmp_path)
+    run_dir = tmp_path / "run"
+    event = next((run_dir / "member-00").glob("events.out.tfevents.*"))
+    expected = event.stat().st_mode & 0o777  # what the umask gives any new file
+    written = [run_dir / "run.json", run_dir / "result.json", *run_dir.glob("checkpoint-*/*.pt")]
+    assert len(written) == 5 and all(p.stat().st_mode & 0o777 == expected for p in written)
