@@ -54,8 +54,7 @@ class ProbeCosine:
             raise ValueError("ProbeCosine: no LR range probe; run it through rlsched.run, which probes first")
         space, last = view.space, member.history[-1]
         step = noise_step(last.stats, member.hparams.batch_size, space) if self.batch == "noise" else 0
-        rung = min(max(space.rung(member.hparams.batch_size) + step, 0), len(space.batch_size) - 1)
-        batch = space.batch_size[rung]
+        batch = space.move(member.hparams, batch_step=step).batch_size  # one rung, within the ladder
         base = self.base[member.member_id]
         return Hyperparams(
             prior_lr(member.probe.peak_lr, base, batch, space, view.decision, view.decisions), batch

@@ -97,6 +97,5 @@ def act_on_prior(
     low, high = MULTIPLIER_BOUNDS
     m = min(max(m * PRIOR_LR_FACTORS[lr_index], low), high)
     step = noise_step(stats, hp.batch_size, space) if batch_index == 1 else batch_index - 1
-    rung = min(max(space.rung(hp.batch_size) + step, 0), len(space.batch_size) - 1)
-    batch = space.batch_size[rung]
+    batch = space.move(hp, batch_step=step).batch_size  # one rung, within the ladder
     return Hyperparams(space.clip_lr(prior_lr(peak, base, batch, space, decision, decisions) * m), batch)
