@@ -42,7 +42,6 @@ def train(adaptive: bool) -> float:
         space=space,
         budget_samples=BUDGET,  # + rlsched
         decisions=DECISIONS,
-        wait_for_report=True,
     )
     sched.report(val_loss=evaluate(model, data["x_val"], data["y_val"]))  # + rlsched: the starting point
 
@@ -53,7 +52,7 @@ def train(adaptive: bool) -> float:
             loss.backward()
             optimizer.step()
             if adaptive:
-                sched.step(loss, batch_size=len(x))  # + rlsched
+                sched.step(loss)  # + rlsched
                 if sched.decision_due:  # + rlsched
                     sched.report(val_loss=evaluate(model, data["x_val"], data["y_val"]))  # + rlsched
             optimizer.zero_grad()

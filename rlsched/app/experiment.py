@@ -20,11 +20,13 @@ from pathlib import Path
 from rlsched.agents import build_agent
 from rlsched.app.progress import Progress, ProgressObserver
 from rlsched.core.agent import Agent, Probing
+from rlsched.core.job import JobContractError, JobFailed
 from rlsched.core.member import Member
 from rlsched.core.space import Hyperparams, HyperparamSpace
 from rlsched.envs.tasks import Task, get_task
-from rlsched.population.comm import Comm, current_comm, launch_id, restart_count
+from rlsched.population.comm import Comm, Local, current_comm, launch_id, restart_count
 from rlsched.population.lineage import trajectory_from_lineage
+from rlsched.population.lock import hold
 from rlsched.population.observer import RunObserver
 from rlsched.population.persistence import Persistence
 from rlsched.population.rundir import RunDir
@@ -129,15 +131,33 @@ def run(
         return runner.run(runner.start(), started)
     comm.barrier()  # every rank has looked before rank 0 writes
     created = not run_dir.path.exists()
-    if comm.rank == 0:
-        run_dir.create(spec)
-    try:
-        state = runner.start()  # its first collective also waits for rank 0's run.json
-    except (ValueError, RuntimeError):  # bad input found by the agent (e.g. grid size): leave nothing
-        if created and comm.rank == 0:
-            shutil.rmtree(run_dir.path, ignore_errors=True)
-        raise
-    return runner.run(state, started)
+    with hold(run_dir, comm, new=True):
+        if comm.rank == 0:
+            run_dir.create(spec)
+        state = None
+        try:
+            state = runner.start()  # its first collective also waits for rank 0's run.json
+            return runner.run(state, started)
+        except (ValueError, RuntimeError) as error:
+            if state is None or (isinstance(error, JOB_ERRORS) and state.decision == 0):
+                # bad input (the agent's, e.g. a grid size) or a job that fails before its first
+                # generation is complete: leave nothing, the name stays free
+                if created and comm.rank == 0:
+                    shutil.rmtree(run_dir.path, ignore_errors=True)
+            elif isinstance(error, JOB_ERRORS):
+                _resumable(error, run_dir, state.decision)
+            raise
+
+
+JOB_ERRORS = (JobFailed, JobContractError)
+
+
+def _resumable(error: Exception, run_dir: RunDir, decision: int) -> None:
+    error.add_note(
+        f"rlsched: {run_dir.path} stopped during decision {decision}; its last complete generation is "
+        f"saved. Fix the job, then `rlsched resume {run_dir.path}` (or rlsched.resume with the job "
+        "factory) goes on from there; or delete the directory."
+    )
 
 
 def is_restart_of(run_dir: RunDir) -> bool:
@@ -187,18 +207,23 @@ def resume(
     runner = Runner(_factory(spec, job_factory), agent, spec, comm=comm, observers=observers)
     persistence = next(o for o in observers if isinstance(o, Persistence))
     started = time.perf_counter()
-    checkpoints = directory.checkpoints()
-    directory.refuse_legacy()
-    comm.barrier()  # every rank has chosen the checkpoint before rank 0 may write a newer one
-    if not checkpoints:  # killed before the first checkpoint: start over
-        if comm.rank == 0:
-            directory.remove_lineage()
-        state = runner.start()
-    else:
-        saved = directory.load_run(checkpoints[-1])
-        lineage = persistence.restore_lineage(saved)
-        state = runner.restore(saved, lambda i: directory.load_member(checkpoints[-1], i), lineage)
-    return runner.run(state, started)
+    with hold(directory, comm):
+        checkpoints = directory.checkpoints()
+        directory.refuse_legacy()
+        comm.barrier()  # every rank has chosen the checkpoint before rank 0 may write a newer one
+        if not checkpoints:  # killed before the first checkpoint: start over
+            if comm.rank == 0:
+                directory.remove_lineage()
+            state = runner.start()
+        else:
+            saved = directory.load_run(checkpoints[-1])
+            lineage = persistence.restore_lineage(saved)
+            state = runner.restore(saved, lambda i: directory.load_member(checkpoints[-1], i), lineage)
+        try:
+            return runner.run(state, started)
+        except JOB_ERRORS as error:
+            _resumable(error, directory, state.decision)
+            raise
 
 
 @dataclass(frozen=True)
@@ -217,11 +242,12 @@ def replay(run_dir: str | Path, job_factory: JobFactory | None = None) -> Replay
     directory = RunDir(run_dir)
     spec = directory.spec()
     result = directory.read_result()
-    trajectory = trajectory_from_lineage(directory.lineage(), result["best_member"])
-    member = Member(_factory(spec, job_factory)(result["seed_of_best_origin"]), trajectory[0][1])
-    member.start()
-    for (_, hp), samples in zip(trajectory, spec.intervals, strict=True):
-        member.advance(hp, samples)
+    with hold(directory, Local(), read_only=True):
+        trajectory = trajectory_from_lineage(directory.lineage(), result["best_member"])
+        member = Member(_factory(spec, job_factory)(result["seed_of_best_origin"]), trajectory[0][1])
+        member.start()
+        for (_, hp), samples in zip(trajectory, spec.intervals, strict=True):
+            member.advance(hp, samples)
     return ReplayResult(
         trajectory, dict(member.last.metrics), result["best"]["metrics"], result["seed_of_best_origin"]
     )

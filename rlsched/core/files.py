@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -15,11 +16,14 @@ CHECKPOINT_FORMAT = "rlsched.core.files/1"
 
 
 def atomic_write_bytes(path: Path, write) -> None:
-    """Write through ``write(file)`` to a temporary file beside ``path``, then rename into place."""
+    """Write through ``write(file)`` to a temporary file beside ``path``, then rename into place.
+
+    Never through a symbolic link: ``mkstemp`` creates its file exclusively (``O_EXCL``), and the
+    rename replaces a link at ``path`` rather than the file it points to."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a file we write follows the umask
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a file we write follows the umask
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
@@ -28,6 +32,25 @@ def atomic_write_bytes(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    """Append ``data`` to ``path`` (created if missing, following the umask), never through a link."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise link_error(path) from None
+        raise
+    with os.fdopen(fd, "ab") as file:
+        file.write(data)
+
+
+def link_error(path: Path) -> ValueError:
+    """The one error for a symbolic link where rlsched writes."""
+    return ValueError(
+        f"run_dir: {path} is a symbolic link; rlsched never writes through links in a run directory"
+    )
 
 
 def _umask() -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -45,13 +45,22 @@ class TrainStats:
 class TrainingJob(Protocol):
     """A training run that can be advanced, evaluated, saved and restored.
 
-    ``train`` trains on ``samples`` examples at ``hp``; budgets count examples, never steps, so a
-    larger batch is not free. ``state_dict``/``load_state_dict`` cover model, optimizer, data
-    order and RNG, so a restored copy continues exactly as the original would. After loading,
-    the hyperparameters given to the next ``train`` call always win over restored ones.
-    ``evaluate()`` returns the validation metrics and always has ``"loss"``.
+    - ``train(hp, samples)`` trains on ``samples`` examples at ``hp`` and returns the
+      :class:`TrainStats` of those steps (:func:`rlsched.summarize` makes them from per-step losses
+      and a :class:`rlsched.GradientProbe`). Budgets count examples, never steps, so a larger
+      batch is not free.
+    - ``evaluate()`` returns the validation metrics as ``{name: float}``, always with ``"loss"``
+      (lower is better; the runner ranks and decides on it).
+    - ``state_dict()``/``load_state_dict()`` cover model, optimizer, data order and RNG, so a
+      restored copy continues exactly as the original would. The state may share tensors with
+      the live job (``model.state_dict()`` does): the runner copies it when it takes it. After
+      loading, the hyperparameters given to the next ``train`` call win over restored ones.
+    - A job with a held-out test split also implements :class:`WithTestSplit`: ``splits`` names
+      its evaluation splits, one of them ``"test"``, and ``evaluate(split)`` evaluates any of
+      them. The runner evaluates ``"test"`` once, at the end, and never decides on it.
 
-    A job with a held-out test split also implements :class:`WithTestSplit`.
+    Every method may raise: a member whose job raises is recorded as diverged and replaced like
+    one, unless every member fails alike, which stops the run (:class:`JobFailed`).
     """
 
     def train(self, hp: Hyperparams, samples: int) -> TrainStats: ...
@@ -76,10 +85,64 @@ class WithTestSplit(TrainingJob, Protocol):
     def evaluate(self, split: str = "val") -> dict[str, float]: ...
 
 
+METHODS = ("train", "evaluate", "state_dict", "load_state_dict")
+
+
+class JobContractError(ValueError):
+    """A job broke the :class:`TrainingJob` contract: a missing method, a ``train`` that returns
+    no ``TrainStats``, or an ``evaluate`` without a float ``"loss"``."""
+
+
+class JobFailed(RuntimeError):
+    """Every member's job raised in one generation (alike, or at the first interval): a bug in the
+    job's code, not a diverged run. Raised from the first member's own exception."""
+
+
+def check_job(job: Any, where: str = "job_factory") -> None:
+    """Raise :class:`JobContractError` when ``job`` lacks a method of the contract."""
+    missing = [name for name in METHODS if not callable(getattr(job, name, None))]
+    if missing:
+        raise JobContractError(
+            f"{where}: built a {type(job).__name__} without {', '.join(missing)}; "
+            f"a TrainingJob needs {', '.join(METHODS)}"
+        )
+
+
+def checked_stats(stats: Any) -> TrainStats:
+    if not isinstance(stats, TrainStats):
+        raise JobContractError(
+            f"job.train: returned {type(stats).__name__}, expected rlsched.TrainStats "
+            "(rlsched.summarize makes one from per-step losses)"
+        )
+    return stats
+
+
+def checked_metrics(metrics: Any) -> dict[str, float]:
+    """``evaluate()``'s metrics as a dict of floats with ``"loss"``."""
+    if not isinstance(metrics, Mapping) or "loss" not in metrics:
+        found = sorted(map(str, metrics)) if isinstance(metrics, Mapping) else type(metrics).__name__
+        raise JobContractError(f"job.evaluate: returned {found}, expected a dict with a float 'loss'")
+    try:
+        return {str(k): float(v) for k, v in metrics.items()}
+    except (TypeError, ValueError):
+        bad = next(k for k, v in metrics.items() if not _is_number(v))
+        raise JobContractError(
+            f"job.evaluate: metric {bad!r} is {type(metrics[bad]).__name__}, expected a float"
+        ) from None
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def evaluate_test(job: TrainingJob) -> dict[str, float] | None:
     """The job's test-split metrics, or ``None`` when it has no test split."""
     if isinstance(job, WithTestSplit) and "test" in job.splits:
-        return dict(job.evaluate("test"))
+        return checked_metrics(job.evaluate("test"))
     return None
 
 

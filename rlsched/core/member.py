@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlsched.core.job import TrainingJob, TrainStats, is_diverged
+from rlsched.core.job import TrainingJob, TrainStats, checked_metrics, checked_stats, is_diverged
 from rlsched.core.probe import ProbeResult
 from rlsched.core.space import Hyperparams
 
@@ -70,8 +70,14 @@ class Member:
         """Evaluate the untrained job: decision 0 of the history."""
         if self.history:
             raise RuntimeError("Member.start: already started; build a new Member to start over")
-        record = Record(0, 0, self.hparams, None, dict(self.job.evaluate()))
+        record = Record(0, 0, self.hparams, None, checked_metrics(self.job.evaluate()))
         self.history.append(record)
+        return record
+
+    def fail_start(self) -> Record:
+        """Record a decision 0 whose evaluation raised: val loss NaN (diverged)."""
+        record = Record(0, 0, self.hparams, None, {"loss": math.nan})
+        self.history = [record]
         return record
 
     def advance(self, hp: Hyperparams, samples: int) -> Record:
@@ -80,9 +86,9 @@ class Member:
             raise RuntimeError("Member.advance: call start() first")
         self.hparams = hp
         started = time.perf_counter()
-        stats = self.job.train(hp, samples)
+        stats = checked_stats(self.job.train(hp, samples))
         self.train_seconds += time.perf_counter() - started
-        metrics = dict(self.job.evaluate())
+        metrics = checked_metrics(self.job.evaluate())
         last = self.history[-1]
         record = Record(last.decision + 1, last.samples + stats.samples, hp, stats, metrics)
         self.history.append(record)

@@ -9,9 +9,12 @@
         result.json            once finished: every member's result, the best, its origin
         member-XX/, best/      TensorBoard runs (written by rlsched.report)
         schedules.png          the schedule figure
+        .lock                  while a run, resume or replay holds it (rlsched.population.lock)
 
 Checkpoints are plain dicts of tensors and Python scalars (``weights_only=True`` to load), written
 under a temporary name and renamed into place, so a kill never leaves a half-written one.
+Nothing is written through a symbolic link: a writer first refuses any link in the directory
+(:meth:`RunDir.refuse_links`), and files are created exclusively or renamed into place.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from rlsched.core.files import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
+from rlsched.core.files import (
+    append_bytes,
+    atomic_write_bytes,
+    atomic_write_json,
+    link_error,
+    load_checkpoint,
+    save_checkpoint,
+)
 from rlsched.core.member import Record
 from rlsched.core.probe import ProbeResult
 from rlsched.core.space import Hyperparams, HyperparamSpace
@@ -47,6 +57,31 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
+
+    # -- safety -----------------------------------------------------------------------------
+    @property
+    def lock_file(self) -> Path:
+        return self.path / ".lock"
+
+    def refuse_links(self) -> None:
+        """One ``ValueError`` naming the first symbolic link, or FIFO, socket or device, in the
+        directory at any depth, the directory itself included (its parents may be links)."""
+        if self.path.is_symlink():
+            raise link_error(self.path)
+        folders = [self.path]
+        while folders:
+            try:
+                with os.scandir(folders.pop()) as entries:
+                    found = sorted(entries, key=lambda e: e.name)
+            except FileNotFoundError:  # not made yet
+                continue
+            for entry in found:
+                if entry.is_symlink():
+                    raise link_error(Path(entry.path))
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+                elif not entry.is_file(follow_symlinks=False) and os.path.lexists(entry.path):
+                    raise ValueError(f"run_dir: {entry.path} is not a regular file or directory; remove it")
 
     # -- run.json ---------------------------------------------------------------------------
     @property
@@ -118,8 +153,7 @@ class RunDir:
     def append(self, events: Iterable[Event]) -> None:
         text = "".join(json.dumps(lineage.encode(e), allow_nan=False) + "\n" for e in events)
         if text:
-            with open(self.lineage_file, "a") as f:
-                f.write(text)
+            append_bytes(self.lineage_file, text.encode())
 
     def lineage(self) -> list[Event]:
         """The events up to the first unreadable line (a line cut short by a kill: the checkpoint

@@ -16,6 +16,7 @@ hang off the loop as :class:`~rlsched.population.observer.RunObserver` hooks.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import traceback
@@ -27,7 +28,7 @@ import numpy as np
 
 from rlsched.core.agent import Agent, Decision, MemberView, PopulationView, ranks, score
 from rlsched.core.features import observation
-from rlsched.core.job import TrainingJob, evaluate_test
+from rlsched.core.job import JobContractError, JobFailed, TrainingJob, check_job, evaluate_test
 from rlsched.core.member import Member, Record
 from rlsched.core.probe import ProbeResult, lr_range_test
 from rlsched.core.space import Hyperparams
@@ -73,6 +74,7 @@ class Runner:
         self.placement = [i % self.comm.world for i in range(spec.population)]  # member -> rank
         self.seconds: list[float] | None = None  # each member's training time in the last interval
         self.busy = 0.0  # this rank's time in training
+        self.failures: dict[int, Exception] = {}  # this generation's exceptions of local members' jobs
 
     def local(self, member_id: int) -> bool:
         """Whether this rank trains the member now (placement can change between generations)."""
@@ -95,9 +97,11 @@ class Runner:
         hps = self.comm.from_root(initial, wire.HPARAMS)
         seeds = [job_seed(spec.seed, i) for i in range(spec.population)]
         members = self._members(seeds, hps)
-        local = {m.member_id: m.start() for m in members if self.local(m.member_id)}
-        for i, record in self._share(local, wire.RECORDS).items():
-            members[i].history = [record]
+        local = {m.member_id: self._begin(m) for m in members if self.local(m.member_id)}
+        started = self._share(local, wire.OUTCOMES)
+        self._stop_if_all_failed(started, None)
+        for i, outcome in started.items():
+            members[i].history = [outcome.record]
         if spec.probe_samples:
             probes = {m.member_id: self._probe(m) for m in members if self.local(m.member_id)}
             for i, probe in self._share(probes, wire.PROBES).items():
@@ -135,9 +139,45 @@ class Runner:
     def _members(self, seeds: list[int], hps: list[Hyperparams]) -> list[Member]:
         """Every member; one trained on another rank has no job (``job=None``), only a history."""
         return [
-            Member(self.job_factory(s) if self.local(i) else None, hp, i)  # type: ignore[arg-type]
+            Member(self._job(s) if self.local(i) else None, hp, i)  # type: ignore[arg-type]
             for i, (s, hp) in enumerate(zip(seeds, hps, strict=True))
         ]
+
+    def _job(self, seed: int) -> TrainingJob:
+        job = self.job_factory(seed)
+        check_job(job)
+        return job
+
+    def _begin(self, member: Member) -> Outcome:
+        """Evaluate a member's untrained job; one whose evaluation raises starts diverged."""
+        try:
+            return Outcome(member.start(), None, 0.0)
+        except Exception as error:
+            self.failures[member.member_id] = error
+            return Outcome(member.fail_start(), _describe(error), 0.0)
+
+    def _stop_if_all_failed(self, outcomes: dict[int, Outcome], decision: int | None) -> None:
+        """Stop the run when every member's job raised the same error, or any error in the first
+        interval or the evaluation before it (``decision`` None): a bug in the job's code.
+        Otherwise log this rank's failures; those members go on as diverged."""
+        failures, self.failures = self.failures, {}
+        errors = [o.error for o in outcomes.values()]
+        if all(errors) and (decision in (None, 0) or len(set(errors)) == 1):
+            first = next(iter(failures.values()), None)
+            if isinstance(first, JobContractError):
+                raise first
+            when = "before training" if decision is None else f"during decision {decision}"
+            raise JobFailed(
+                f"every member's job raised {when} ({errors[0]}): a bug in the job's code, not a "
+                "diverged run; the run stopped"
+            ) from first
+        for i, error in failures.items():
+            log.error(
+                "member %d raised %s; recorded as diverged:\n%s",
+                i,
+                "before training" if decision is None else f"during decision {decision}",
+                "".join(traceback.format_exception(error)),
+            )
 
     def _share(self, local: dict[int, Any], codec: wire.Codec) -> dict[int, Any]:
         """``{member: value}`` for every member, from each rank's values for its own members."""
@@ -169,6 +209,7 @@ class Runner:
         self._place(state, plan.placement)
         trained = self._train(state, plan, loads, states, {i: before[j][2] for i, j in clones.items()})
         outcomes = self._share(trained, wire.OUTCOMES)
+        self._stop_if_all_failed(outcomes, state.decision)
         events = self._absorb(state, plan, clones, outcomes, before)
         self.seconds = [outcomes[i].seconds - before[i][3] for i in range(self.spec.population)]
         self.busy += sum(t for i, t in enumerate(self.seconds) if self.local(i))
@@ -249,7 +290,7 @@ class Runner:
         wanted: dict[int, set[int]] = {}  # member -> ranks that need its job state
         for i, source in loads.items():
             wanted.setdefault(source, set()).add(placement[i])
-        held = {j: state.members[j].job.state_dict() for j in wanted if self.local(j)}
+        held = {j: copy.deepcopy(state.members[j].job.state_dict()) for j in wanted if self.local(j)}
         return self.comm.exchange(held, wanted, self.placement)
 
     def _place(self, state: RunState, placement: list[int]) -> None:
@@ -260,7 +301,7 @@ class Runner:
             if self.placement[i] == rank and placement[i] != rank:
                 m.job = None  # type: ignore[assignment]
             elif placement[i] == rank and self.placement[i] != rank:
-                m.job = self.job_factory(state.seeds[i])
+                m.job = self._job(state.seeds[i])
         self.placement = list(placement)
 
     def _train(
@@ -277,32 +318,26 @@ class Runner:
         for i, member in enumerate(state.members):
             if member.job is None:
                 continue
-            if i in loads:
-                member.job.load_state_dict(states[loads[i]])
+            if i in loads:  # its own copy: two copies of one donor share no tensor
+                member.job.load_state_dict(copy.deepcopy(states[loads[i]]))
             if i in inherited:
                 member.history = list(inherited[i])
             hp = plan.decisions[i].hparams
-            error = self._advance(member, hp, self.intervals[state.decision], state.decision)
+            error = self._advance(member, hp, self.intervals[state.decision])
             outcomes[i] = Outcome(member.last, error, member.train_seconds)
             self._notify("member_trained", state, i)
         return outcomes
 
-    @staticmethod
-    def _advance(member: Member, hp: Hyperparams, samples: int, decision: int) -> str | None:
-        """Train one interval. A job that raises is logged with its traceback and recorded as
-        diverged (score -inf), so PBT replaces it like any diverged member; the run goes on."""
+    def _advance(self, member: Member, hp: Hyperparams, samples: int) -> str | None:
+        """Train one interval. A job that raises is recorded as diverged (score -inf), so PBT
+        replaces it like any diverged member (see :meth:`_stop_if_all_failed`)."""
         try:
             member.advance(hp, samples)
             return None
         except Exception as error:
-            log.error(
-                "member %d raised during decision %d; recorded as diverged:\n%s",
-                member.member_id,
-                decision,
-                traceback.format_exc(),
-            )
+            self.failures[member.member_id] = error
             member.fail(hp, samples)
-            return f"{type(error).__name__}: {error}"
+            return _describe(error)
 
     def checkpoint(self, state: RunState) -> None:
         self._notify("checkpoint", state)
@@ -340,3 +375,7 @@ class Runner:
         )
         self._notify("finished", state, result)
         return result
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"

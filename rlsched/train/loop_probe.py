@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,9 @@ class LoopProbe:
 
     At construction it snapshots the optimizer's state and its parameters (and, given ``model``,
     every buffer too, e.g. batch-norm statistics); :meth:`finish` puts them back. Call
-    :meth:`record` after each optimizer step; ``lr`` is the LR the next step runs at.
+    :meth:`record` after each optimizer step. ``lr_setter`` shares the caller's LR setter, so that
+    it knows the LRs the probe set. Its state (snapshots included) is a plain
+    :meth:`state_dict`, so a run saved during the probe continues exactly.
     """
 
     def __init__(
@@ -32,6 +35,7 @@ class LoopProbe:
         initial: Hyperparams,
         model: nn.Module | None = None,
         points: int = POINTS,
+        lr_setter: LRSetter | None = None,
     ) -> None:
         self.optimizer, self.model, self.samples, self.initial = optimizer, model, samples, initial
         self.batch_size = probe_batch_size(
@@ -39,7 +43,7 @@ class LoopProbe:
         )  # the loop's, meanwhile
         self.lrs = tuple(float(v) for v in np.geomspace(space.lr[0], space.lr[1], points))
         self.space = space
-        self._setter = LRSetter(optimizer)
+        self._setter = lr_setter or LRSetter(optimizer)
         self._params = [p for g in optimizer.param_groups for p in g["params"]]
         self._saved_params = [p.detach().clone() for p in self._params]
         self._saved_optimizer = copy.deepcopy(optimizer.state_dict())
@@ -67,6 +71,38 @@ class LoopProbe:
         self.seen += size
         while self._point < len(self.lrs) - 1 and self.seen >= self._ends[self._point]:
             self._point += 1
+        self._setter.set(self.lrs[self._point])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The progress and the snapshots to go back to: tensors and Python scalars."""
+        return {
+            "params": list(self._saved_params),
+            "optimizer": self._saved_optimizer,
+            "model": self._saved_model,
+            "sums": list(self._sums),
+            "counts": list(self._counts),
+            "seen": self.seen,
+            "point": self._point,
+            "diverged": self.diverged,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue a saved probe: its snapshots, its progress, and the LR of its current point."""
+        if len(state["params"]) != len(self._params):
+            raise ValueError(
+                f"probe.params: the state has {len(state['params'])} parameters, "
+                f"the optimizer {len(self._params)}"
+            )
+        self._saved_params = [p.detach().clone() for p in state["params"]]
+        self._saved_optimizer = copy.deepcopy(state["optimizer"])
+        self._saved_model = copy.deepcopy(state["model"]) if state["model"] is not None else None
+        self._sums = [float(v) for v in state["sums"]]
+        self._counts = [int(v) for v in state["counts"]]
+        self.seen, self._point, self.diverged = (
+            int(state["seen"]),
+            int(state["point"]),
+            bool(state["diverged"]),
+        )
         self._setter.set(self.lrs[self._point])
 
     def finish(self) -> ProbeResult:
