@@ -195,7 +195,10 @@ def resume(
     comm: Comm | None = None,
 ) -> RunResult:
     """Continue a killed run from its newest complete checkpoint; the result equals an unbroken
-    run's. The number of ``torchrun`` ranks may differ from the run's first attempt."""
+    run's. The number of ``torchrun`` ranks may differ from the run's first attempt.
+
+    A finished run (``result.json`` written) is not run again: its result is rebuilt from its
+    final checkpoint and nothing in the directory changes."""
     comm = comm or current_comm()
     directory = RunDir(run_dir)
     spec = directory.spec()
@@ -203,13 +206,15 @@ def resume(
         if spec.agent is None:
             raise ValueError("agent: this run's agent cannot be rebuilt from run.json; pass the same agent")
         agent = build_agent(spec.agent)
-    observers = _observers(directory, spec, agent, comm, progress, True)
+    finished = directory.result_file.is_file()
+    observers = _observers(None if finished else directory, spec, agent, comm, progress, True)
     runner = Runner(_factory(spec, job_factory), agent, spec, comm=comm, observers=observers)
-    persistence = next(o for o in observers if isinstance(o, Persistence))
     started = time.perf_counter()
-    with hold(directory, comm):
+    with hold(directory, comm, read_only=finished):
         checkpoints = directory.checkpoints()
         directory.refuse_legacy()
+        if finished and not checkpoints:
+            raise ValueError(f"run_dir: {directory.path} is finished but holds no checkpoint to read")
         comm.barrier()  # every rank has chosen the checkpoint before rank 0 may write a newer one
         if not checkpoints:  # killed before the first checkpoint: start over
             if comm.rank == 0:
@@ -217,8 +222,21 @@ def resume(
             state = runner.start()
         else:
             saved = directory.load_run(checkpoints[-1])
-            lineage = persistence.restore_lineage(saved)
+            if finished:
+                lineage = directory.covered_lineage(saved.lineage_events)
+            else:
+                persistence = next(o for o in observers if isinstance(o, Persistence))
+                lineage = persistence.restore_lineage(saved)
             state = runner.restore(saved, lambda i: directory.load_member(checkpoints[-1], i), lineage)
+        if finished:
+            if state.decision != spec.decisions:
+                raise ValueError(
+                    f"run_dir: {directory.path} has result.json but its newest checkpoint is decision "
+                    f"{state.decision} of {spec.decisions}; remove result.json to resume it"
+                )
+            result = runner.finish(state, time.perf_counter() - started)
+            result.logdir = directory.path
+            return result
         try:
             return runner.run(state, started)
         except JOB_ERRORS as error:

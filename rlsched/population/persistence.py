@@ -58,7 +58,7 @@ class Persistence(RunObserver):
         it, before the kill."""
 
         def read() -> list[Event]:
-            events = self.run_dir.lineage()[: saved.lineage_events]
+            events = self.run_dir.covered_lineage(saved.lineage_events)
             self.run_dir.rewrite_lineage(events)
             return events
 

@@ -158,15 +158,31 @@ class RunDir:
     def lineage(self) -> list[Event]:
         """The events up to the first unreadable line (a line cut short by a kill: the checkpoint
         says how many events count)."""
+        return self._read_lineage()[0]
+
+    def _read_lineage(self) -> tuple[list[Event], str | None]:
+        """The readable events, and why the line after them is not one (None: the file ended)."""
         if not self.lineage_file.exists():
-            return []
-        events = []
-        for line in self.lineage_file.read_text().splitlines():
+            return [], None
+        events: list[Event] = []
+        for line in self.lineage_file.read_text(errors="replace").splitlines():
             try:
                 events.append(lineage.decode(json.loads(line)))
-            except (json.JSONDecodeError, ValueError):
-                break
-        return events
+            except (json.JSONDecodeError, ValueError) as error:
+                return events, str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        return events, None
+
+    def covered_lineage(self, count: int) -> list[Event]:
+        """The first ``count`` events, which a checkpoint covers; a ``ValueError`` naming the line
+        when fewer are readable (the lineage cannot be rebuilt from the checkpoint)."""
+        events, problem = self._read_lineage()
+        if len(events) < count:
+            where = f"line {len(events) + 1} is not an event ({problem})" if problem else "ends early"
+            raise ValueError(
+                f"lineage: {self.lineage_file} {where}, but the newest checkpoint covers {count} "
+                "events; restore the file or start the run again under another name"
+            )
+        return events[:count]
 
     def rewrite_lineage(self, events: list[Event]) -> None:
         text = "".join(json.dumps(lineage.encode(e), allow_nan=False) + "\n" for e in events)
