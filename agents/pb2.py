@@ -1,7 +1,8 @@
 """PB2 (Parker-Holder et al. 2020): PBT whose explore step picks hyperparameters by GP-UCB.
 
 Every round, the explorer records for each member the improvement of its log val loss over the
-last interval against (time, log LR, batch-size rung), all scaled to [0, 1]. A Gaussian process
+last interval against (time, log LR, batch-size rung, each extra on its scale), all scaled to
+[0, 1]. A Gaussian process
 (scikit-learn's ``GaussianProcessRegressor``; time is an input, so the model can follow a
 changing landscape) predicts the next interval's improvement, and each recipient of a copy gets
 the candidate with the highest upper confidence bound ``mean + kappa_t * std``, with
@@ -29,10 +30,11 @@ DIVERGED_IMPROVEMENT = -1.0  # a diverged interval's recorded improvement
 
 
 def encode(hp: Hyperparams, space: HyperparamSpace, t: float) -> list[float]:
-    """``(t, scaled log LR, scaled rung)``, each in [0, 1]."""
+    """``(t, scaled log LR, scaled rung, each extra in name order)``, each in [0, 1]."""
     low, high = math.log(space.lr[0]), math.log(space.lr[1])
     rungs = max(len(space.batch_size) - 1, 1)
-    return [t, (math.log(hp.lr) - low) / (high - low), space.rung(hp.batch_size) / rungs]
+    extra = [r.to_unit(hp.extra[name]) for name, r in space.extra.items()]
+    return [t, (math.log(hp.lr) - low) / (high - low), space.rung(hp.batch_size) / rungs, *extra]
 
 
 class GPUCB:
@@ -76,7 +78,8 @@ class GPUCB:
         pool = [space.sample(rng) for _ in range(self.candidates - 1)] + [hp]
         X = np.array(self.X + [x for x, _ in self._pending])
         y = np.array(self.y + [v for _, v in self._pending])
-        kernel = ConstantKernel(1.0) * Matern(length_scale=[0.3, 0.3, 0.3], nu=2.5) + WhiteKernel(0.1)
+        scales = [0.3] * X.shape[1]
+        kernel = ConstantKernel(1.0) * Matern(length_scale=scales, nu=2.5) + WhiteKernel(0.1)
         gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=0)
         with warnings.catch_warnings():  # hyperparameters at their bounds are fine for a pick
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -87,9 +90,10 @@ class GPUCB:
         best = int(np.argmax(mean + kappa * std))
         self._pending.append((Xc[best].tolist(), float(mean[best])))
         chosen = pool[best]
+        extra = "".join(f", {n} {hp.extra[n]:.4g} -> {v:.4g}" for n, v in chosen.extra.items())
         return chosen, [
             f"GP-UCB pick lr {hp.lr:.4g} -> {chosen.lr:.4g}, batch_size {hp.batch_size} -> "
-            f"{chosen.batch_size} (predicted gain {mean[best]:+.3f} +- {std[best]:.3f})"
+            f"{chosen.batch_size}{extra} (predicted gain {mean[best]:+.3f} +- {std[best]:.3f})"
         ]
 
     def adjust(self, member: MemberView, view: PopulationView, rng: np.random.Generator) -> Hyperparams:

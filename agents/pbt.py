@@ -8,7 +8,8 @@ A round, at every ``perturbation_interval``-th decision once ``burn_in`` decisio
     for each member in bottom: donor = a random member of top
         copy the donor (weights, optimizer state, data order, RNG, history), then explore:
         each hyperparameter is resampled with probability resample_probability, else perturbed
-        (LR x one of perturbation_factors; batch size one rung up or down its ladder), each on
+        (LR x one of perturbation_factors; batch size one rung up or down its ladder; an extra
+        by the factor on the log scale, by (factor - 1) of its range on the linear one), each on
         its own as in Ray Tune; with scale_lr=True a batch-size move first rescales the LR by
         the space's scale rule
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from rlsched.core.agent import Decision, Explorer, MemberView, PopulationView, Probing
 from rlsched.core.checks import integer
-from rlsched.core.space import Hyperparams, HyperparamSpace
+from rlsched.core.space import ExtraRange, Hyperparams, HyperparamSpace
 
 
 def exploit(scores: Sequence[float], quantile_fraction: float, rng: np.random.Generator) -> dict[int, int]:
@@ -55,9 +56,36 @@ def explore(
 
     The batch size moves first (one rung, or resampled from the ladder); with ``scale_lr`` the LR
     follows it by the space's scale rule. Then the LR is perturbed by a factor or resampled
-    log-uniformly.
+    log-uniformly, then each extra in name order (see :meth:`ExtraRange.perturb`).
     """
-    changes = []
+    changes: list[str] = []
+    batch_size = _explore_batch_size(hp, space, rng, resample_probability, scale_lr, changes)
+    lr = space.clip_lr(space.scale_lr(hp.lr, hp.batch_size, batch_size)) if scale_lr else hp.lr
+    if rng.random() < resample_probability:
+        new_lr = space.sample(rng).lr
+        changes.append(f"lr {lr:.4g} -> {new_lr:.4g} (resampled)")
+    else:
+        f = float(rng.choice(perturbation_factors))
+        new_lr = space.clip_lr(lr * f)
+        changes.append(f"lr {lr:.4g} -> {new_lr:.4g} (x{f:g}{', clipped' if new_lr != lr * f else ''})")
+    extra = {
+        name: _explore_extra(
+            name, r, hp.extra[name], rng, resample_probability, perturbation_factors, changes
+        )
+        for name, r in space.extra.items()
+    }
+    return Hyperparams(new_lr, batch_size, extra), changes
+
+
+def _explore_batch_size(
+    hp: Hyperparams,
+    space: HyperparamSpace,
+    rng: np.random.Generator,
+    resample_probability: float,
+    scale_lr: bool,
+    changes: list[str],
+) -> int:
+    """One rung up or down the ladder, or resampled from it."""
     if rng.random() < resample_probability:
         batch_size = space.batch_size[int(rng.integers(len(space.batch_size)))]
         how = "resampled"
@@ -70,18 +98,32 @@ def explore(
             if batch_size != hp.batch_size
             else "kept at the ladder's end"
         )
-    lr = space.clip_lr(space.scale_lr(hp.lr, hp.batch_size, batch_size)) if scale_lr else hp.lr
     if batch_size != hp.batch_size:
         rescaled = f"; lr rescaled by {space.scale_rule} rule" if scale_lr else ""
         changes.append(f"batch_size {hp.batch_size} -> {batch_size} ({how}{rescaled})")
+    return batch_size
+
+
+def _explore_extra(
+    name: str,
+    r: ExtraRange,
+    value: float,
+    rng: np.random.Generator,
+    resample_probability: float,
+    perturbation_factors: Sequence[float],
+    changes: list[str],
+) -> float:
+    """An extra resampled on its scale, or perturbed by a factor (log) or a step (linear)."""
     if rng.random() < resample_probability:
-        new_lr = space.sample(rng).lr
-        changes.append(f"lr {lr:.4g} -> {new_lr:.4g} (resampled)")
-    else:
-        f = float(rng.choice(perturbation_factors))
-        new_lr = space.clip_lr(lr * f)
-        changes.append(f"lr {lr:.4g} -> {new_lr:.4g} (x{f:g}{', clipped' if new_lr != lr * f else ''})")
-    return Hyperparams(new_lr, batch_size), changes
+        new = r.sample(rng)
+        changes.append(f"{name} {value:.4g} -> {new:.4g} (resampled)")
+        return new
+    f = float(rng.choice(perturbation_factors))
+    new = r.perturb(value, f)
+    how = f"x{f:g}" if r.scale == "log" else f"{(f - 1) * (r.high - r.low):+.3g}"
+    clipped = ", clipped" if new in (r.low, r.high) else ""
+    changes.append(f"{name} {value:.4g} -> {new:.4g} ({how}{clipped})")
+    return new
 
 
 class Perturb:

@@ -9,6 +9,7 @@ Before the first interval the runner spends ``probe_fraction`` of the budget on 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -56,9 +57,8 @@ class ProbeCosine:
         step = noise_step(last.stats, member.hparams.batch_size, space) if self.batch == "noise" else 0
         batch = space.move(member.hparams, batch_step=step).batch_size  # one rung, within the ladder
         base = self.base[member.member_id]
-        return Hyperparams(
-            prior_lr(member.probe.peak_lr, base, batch, space, view.decision, view.decisions), batch
-        )
+        lr = prior_lr(member.probe.peak_lr, base, batch, space, view.decision, view.decisions)
+        return replace(member.hparams, lr=lr, batch_size=batch)  # any extra hyperparameters carry over
 
     def decide(self, view: PopulationView, rng: np.random.Generator) -> list[Decision]:
         decisions = []
@@ -77,4 +77,4 @@ class ProbeCosine:
         return {"base": [b.to_dict() for b in self.base]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.base = [Hyperparams(**b) for b in state["base"]]
+        self.base = [Hyperparams.from_dict(b) for b in state["base"]]

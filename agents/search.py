@@ -1,13 +1,15 @@
 """Static search: each member is one trial with fixed base hyperparameters and a hand schedule.
 
-``Fixed`` runs every member at one starting point; ``GridSearch`` takes the product of LR and
-batch-size lists; ``RandomSearch`` samples log-uniform LRs and batch sizes from the ladder.
+``Fixed`` runs every member at one starting point; ``GridSearch`` takes the product of LR,
+batch-size and any extras' lists; ``RandomSearch`` samples log-uniform LRs, batch sizes from the
+ladder and each extra on its scale. Only the LR follows the schedule; extras stay fixed per member.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +33,7 @@ class ScheduledSearch:
 
     def _at(self, space: HyperparamSpace, base: Hyperparams, decision: int, decisions: int) -> Hyperparams:
         lr = space.clip_lr(self.schedule.lr(base.lr, decision=decision, decisions=decisions))
-        return Hyperparams(lr, base.batch_size)
+        return replace(base, lr=lr)
 
     def initial(
         self,
@@ -51,7 +53,7 @@ class ScheduledSearch:
         return {"base": [b.to_dict() for b in self.base]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.base = [Hyperparams(**b) for b in state["base"]]
+        self.base = [Hyperparams.from_dict(b) for b in state["base"]]
 
 
 class Fixed(ScheduledSearch):
@@ -68,36 +70,68 @@ class Fixed(ScheduledSearch):
 
 
 class GridSearch(ScheduledSearch):
-    """The product of ``lr`` and ``batch_size`` values, one member per point (population must match)."""
+    """The product of ``lr``, ``batch_size`` and each ``extra`` list, one member per point
+    (population must match). An extra of the space not in the grid stays at the run's initial value.
 
-    def __init__(self, lr: Sequence[float], batch_size: Sequence[int], schedule: Schedule | str = "constant"):
+    >>> grid = GridSearch([0.01, 0.1], [64], extra={"weight_decay": [0.0, 1e-4]})
+    >>> len(grid.points)
+    4
+    """
+
+    def __init__(
+        self,
+        lr: Sequence[float],
+        batch_size: Sequence[int],
+        schedule: Schedule | str = "constant",
+        extra: Mapping[str, Sequence[float]] | None = None,
+    ):
         super().__init__(schedule)
         if not lr or not batch_size:
             raise ValueError("lr, batch_size: each needs at least one value")
+        extra = {} if extra is None else extra
+        if not isinstance(extra, Mapping):
+            raise ValueError(f"extra: expected a table of name = [values], got {extra!r}")
+        for name, values in extra.items():
+            numbers = isinstance(values, Sequence) and not isinstance(values, (str, bytes))
+            if not numbers or not values or not all(_is_number(v) for v in values):
+                raise ValueError(f"extra.{name}: expected a non-empty list of numbers, got {values!r}")
         self.lr_values, self.batch_values = [float(v) for v in lr], [int(v) for v in batch_size]
-        self.points = [Hyperparams(a, b) for a, b in itertools.product(self.lr_values, self.batch_values)]
+        self.extra_values = {str(k): [float(v) for v in values] for k, values in extra.items()}
+        names = list(self.extra_values)
+        self.points = [
+            Hyperparams(a, b, dict(zip(names, rest)))
+            for a, b, *rest in itertools.product(
+                self.lr_values, self.batch_values, *self.extra_values.values()
+            )
+        ]
 
     def bases(self, population, space, initial, rng):
         if population != len(self.points):
             raise ValueError(
                 f"population: the grid has {len(self.points)} points, got population {population}"
             )
-        return list(self.points)
+        return [replace(p, extra={**initial.extra, **p.extra}) for p in self.points]
 
     def config(self) -> dict[str, Any]:
         return {
             "type": "GridSearch",
             "lr": self.lr_values,
             "batch_size": self.batch_values,
+            **({"extra": self.extra_values} if self.extra_values else {}),
             "schedule": self.schedule.config(),
         }
 
 
 class RandomSearch(ScheduledSearch):
-    """Each member samples its base point: log-uniform LR within bounds, batch size from the ladder."""
+    """Each member samples its base point: log-uniform LR within bounds, batch size from the ladder,
+    each extra on its scale."""
 
     def bases(self, population, space, initial, rng):
         return [space.sample(rng) for _ in range(population)]
 
     def config(self) -> dict[str, Any]:
         return {"type": "RandomSearch", "schedule": self.schedule.config()}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

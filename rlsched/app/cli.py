@@ -31,12 +31,19 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+def _hp_text(hp) -> str:
+    """``lr, batch size`` and each extra as ``name value``."""
+    return f"{hp.lr:.3g}, {hp.batch_size}" + "".join(f", {n} {v:.3g}" for n, v in hp.extra.items())
+
+
 def _summary(result, space_note: str = "") -> str:
     rows = sorted(result.members, key=lambda m: (m.diverged, m.val_loss))
     extra = [k for k in rows[0].metrics if k != "loss"]
+    names = list(rows[0].hparams.extra)
     header = f"{'rank':>4} {'member':>6} {'val loss':>9} " + " ".join(f"{'val ' + k:>12}" for k in extra)
     header += f" {'test ' + extra[0]:>13}" if extra and rows[0].test_metrics else ""
     header += f" {'lr start -> end':>21} {'batch size':>12}"
+    header += "".join(f" {n + ' start -> end':>21}" for n in names)
     lines = [header]
     for rank, m in enumerate(rows, 1):
         first, last = m.trajectory[0][1], m.hparams
@@ -46,6 +53,7 @@ def _summary(result, space_note: str = "") -> str:
         if extra and m.test_metrics:
             line += f" {m.test_metrics[extra[0]]:>13.4f}"
         line += f" {first.lr:>9.3g} -> {last.lr:<9.3g} {first.batch_size:>4} -> {last.batch_size:<4}"
+        line += "".join(f" {first.extra[n]:>9.3g} -> {last.extra[n]:<9.3g}" for n in names)
         lines.append(line + ("  diverged" if m.diverged else ""))
     return "\n".join(lines)
 
@@ -53,11 +61,12 @@ def _summary(result, space_note: str = "") -> str:
 def _report(result, logdir: Path) -> None:
     print(_summary(result))
     best = result.best
+    names = "".join(f", {n}" for n in best.hparams.extra)
     print(
         f"\nbest: member {best.member_id}, val loss {best.val_loss:.4f}; "
-        "trajectory (examples: lr, batch size):"
+        f"trajectory (examples: lr, batch size{names}):"
     )
-    print("  " + ", ".join(f"{s}: {hp.lr:.3g}, {hp.batch_size}" for s, hp in best.trajectory))
+    print("  " + ", ".join(f"{s}: {_hp_text(hp)}" for s, hp in best.trajectory))
     print(
         f"wall {result.wall_seconds:.1f} s, of which training {result.train_seconds:.1f} s; "
         f"{result.total_samples} examples in all"
@@ -165,8 +174,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     run_dir = _run_dir(args.run_dir)
     replayed = replay(run_dir)
-    print("best member's trajectory, rebuilt from lineage.jsonl (examples: lr, batch size):")
-    print("  " + ", ".join(f"{s}: {hp.lr:.3g}, {hp.batch_size}" for s, hp in replayed.trajectory))
+    names = "".join(f", {n}" for n in replayed.trajectory[0][1].extra)
+    print(f"best member's trajectory, rebuilt from lineage.jsonl (examples: lr, batch size{names}):")
+    print("  " + ", ".join(f"{s}: {_hp_text(hp)}" for s, hp in replayed.trajectory))
     print(f"{'':14} {'val loss':>9}")
     print(f"{'run (best)':14} {replayed.run_metrics['loss']:>9.4f}")
     print(f"{'replay':14} {replayed.metrics['loss']:>9.4f}   (one fresh member, seed {replayed.job_seed})")

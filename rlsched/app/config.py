@@ -2,7 +2,8 @@
 
 A run config::
 
-    task = "mnist1d-mlp"        # a built-in task (`rlsched tasks`)
+    task = "mnist1d-mlp"        # a built-in task (`rlsched tasks`), or a user's job factory:
+                                # "my_module:make_job" or "path/to/file.py:make_job" (see load_factory)
     name = "pbt"                # run directory: <logdir>/<name>
     logdir = "runs"
     seed = 0
@@ -15,13 +16,23 @@ A run config::
     batch_size = [32, 64, 128, 256, 512]
     scale_rule = "linear"
 
+    [space.extra]               # optional: more named floats for population methods and search
+    weight_decay = [1e-5, 0.1, "log"]
+    dropout = [0.0, 0.5]        # the linear scale unless "log" is given
+
     [initial]                   # optional; default: the task's
     lr = 0.05
     batch_size = 128
 
+    [initial.extra]             # optional; an extra not given starts mid-range
+    weight_decay = 1e-4
+
     [agent]                     # type plus that agent's arguments
     type = "PBT"
     quantile_fraction = 0.25
+
+A user's task (a callable ``seed -> TrainingJob``) has no defaults: ``[space]``, ``[initial]``
+(each with lr and batch_size), ``budget_samples`` and ``decisions`` are required.
 
 A compare config has ``seeds = [0, 1, 2]`` instead of ``seed`` and ``[agents.<label>]`` tables
 (each with ``type``, its arguments and optionally its own ``population``) instead of ``[agent]``.
@@ -31,7 +42,11 @@ Every error is one ``ValueError`` line naming the field, the value and what is a
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import inspect
+import os
+import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -39,10 +54,10 @@ from typing import Any
 import tomllib
 
 from rlsched.agents import AGENTS, build_agent
-from rlsched.app.experiment import task_defaults
 from rlsched.core.checks import check_keys, integer
 from rlsched.core.space import Hyperparams, HyperparamSpace
 from rlsched.envs.tasks import Task, get_task
+from rlsched.population.runner import JobFactory
 
 DEFAULT_AGENT = {"type": "PBT"}
 
@@ -129,37 +144,138 @@ def _str(value: Any, name: str) -> str:
     return value
 
 
-def _task_checked(name: Any) -> Task:
-    return get_task(_str(name, "task"))
+# -- tasks -------------------------------------------------------------------------------------
+def is_user_task(task: str) -> bool:
+    """Whether ``task`` names a user's job factory (``module:attr``) rather than a built-in task."""
+    return ":" in task
 
 
-def _space(data: Any, default: HyperparamSpace) -> HyperparamSpace:
-    if data is None:
+def task_factory(task: str) -> JobFactory:
+    """The job factory of a built-in task name or of a user's ``module:attr`` (:func:`load_factory`)."""
+    return load_factory(task) if is_user_task(task) else get_task(task).build
+
+
+def load_factory(task: str) -> JobFactory:
+    """A user's job factory, a callable ``seed -> TrainingJob``, from ``"module:attr"`` or
+    ``"path/to/file.py:attr"``.
+
+    A module is imported with the current directory on the import path (as ``python -m`` does);
+    a file is run as a module with its own directory on the path, so it can import its neighbours.
+    ``attr`` may be dotted (``"jobs:Factories.small"``). Every failure is one ``ValueError`` line.
+
+    >>> factory = load_factory("rlsched.envs.tasks:get_task")   # any callable will do
+    """
+    source, _, attr = task.rpartition(":")
+    if not source or not attr:
+        raise ValueError(f"task: expected 'module:function' or 'path/to/file.py:function', got {task!r}")
+    module = _import_file(source) if source.endswith(".py") else _import_module(source)
+    target: Any = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"task: {source!r} has no attribute {attr!r} (from task {task!r})")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ValueError(
+            f"task: {task!r} is not callable (it is a {type(target).__name__}); "
+            "expected a function seed -> TrainingJob"
+        )
+    return target
+
+
+def _import_module(name: str) -> Any:
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    importlib.invalidate_caches()  # a module written since the last import is found
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and (name == error.name or name.startswith(error.name + ".")):
+            raise ValueError(
+                f"task: no module named {name!r}; run from the directory that holds it, or install it"
+            ) from None
+        raise ValueError(f"task: importing {name!r} failed ({_one_line(error)})") from None
+    except Exception as error:  # the user's module raised while it was imported
+        raise ValueError(f"task: importing {name!r} failed ({_one_line(error)})") from None
+
+
+def _import_file(path: str) -> Any:
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise ValueError(f"task: no such file {path!r}")
+    name = f"rlsched_user_task_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"task: {path!r} cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    if str(file.parent) not in sys.path:
+        sys.path.insert(0, str(file.parent))
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[name]
+        raise ValueError(f"task: running {path!r} failed ({_one_line(error)})") from None
+    return module
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _task_name(value: Any) -> str:
+    """A built-in task's name, or a user task with its file path made absolute (for ``resume``)."""
+    task = _str(value, "task")
+    if not is_user_task(task):
+        get_task(task)  # an unknown name fails here
+        return task
+    load_factory(task)  # bad modules, attributes and files fail here, before anything is written
+    source, _, attr = task.rpartition(":")
+    return f"{Path(source).resolve()}:{attr}" if source.endswith(".py") else task
+
+
+def _space(data: Any, default: HyperparamSpace | None) -> HyperparamSpace:
+    """``[space]`` over ``default`` (a built-in task's); a user's task (none) needs lr and batch_size."""
+    if data is None and default is not None:
         return default
     if not isinstance(data, dict):
-        raise ValueError(f"space: expected a table with lr, batch_size, scale_rule, got {data!r}")
-    check_keys(data, ["lr", "batch_size", "scale_rule"], "space.")
-    merged = {**default.to_dict(), **data}
+        raise ValueError(f"space: expected a table with lr, batch_size, scale_rule, extra, got {data!r}")
+    check_keys(data, ["lr", "batch_size", "scale_rule", "extra"], "space.")
+    if default is None:
+        _require(data, ["lr", "batch_size"], "space.")
+    merged = {**(default or HyperparamSpace()).to_dict(), **data}
     try:
-        return HyperparamSpace(
-            lr=merged["lr"], batch_size=merged["batch_size"], scale_rule=merged["scale_rule"]
-        )
+        return HyperparamSpace.from_dict(merged)
     except ValueError as error:
         raise ValueError(f"space.{error}") from None
 
 
-def _initial(data: Any, default: Hyperparams, space: HyperparamSpace) -> Hyperparams:
-    if data is None:
-        return space.check(default, "initial") if space.contains(default) else space.default()
+def _initial(data: Any, default: Hyperparams | None, space: HyperparamSpace) -> Hyperparams:
+    """``[initial]`` over ``default`` (a built-in task's); extras not given start mid-range."""
+    mid = space.default().extra
+    if data is None and default is not None:
+        hp = replace(default, extra={**mid, **{k: v for k, v in default.extra.items() if k in mid}})
+        return space.check(hp, "initial") if space.contains(hp) else space.default()
     if not isinstance(data, dict):
-        raise ValueError(f"initial: expected a table with lr and batch_size, got {data!r}")
-    check_keys(data, ["lr", "batch_size"], "initial.")
-    merged = {**default.to_dict(), **data}
+        raise ValueError(f"initial: expected a table with lr, batch_size and optionally extra, got {data!r}")
+    check_keys(data, ["lr", "batch_size", "extra"], "initial.")
+    if default is None:
+        _require(data, ["lr", "batch_size"], "initial.")
+    merged = {**(default.to_dict() if default else {}), **data}
+    extra = merged.get("extra", {})
+    if not isinstance(extra, dict):
+        raise ValueError(f"initial.extra: expected a table of name = number, got {extra!r}")
     try:
-        hp = Hyperparams(merged["lr"], merged["batch_size"])
+        hp = Hyperparams(merged["lr"], merged["batch_size"], {**mid, **extra})
     except ValueError as error:
         raise ValueError(f"initial.{error}") from None
     return space.check(hp, "initial")
+
+
+def _require(data: dict[str, Any], keys: list[str], where: str) -> None:
+    for key in keys:
+        if key not in data:
+            raise ValueError(f"{where}{key}: required for a user's task (built-in tasks have defaults)")
 
 
 def build_agent_checked(data: Any, where: str, population: int):
@@ -202,21 +318,33 @@ class Resolved:
     decisions: int
 
 
-def _resolve_common(data: dict[str, Any], cls: type) -> tuple[Task, HyperparamSpace, Hyperparams, int, int]:
-    """Keys checked against ``cls``; task, space, start, budget and decisions, the task's where unset."""
+def _resolve_common(data: dict[str, Any], cls: type) -> tuple[str, HyperparamSpace, Hyperparams, int, int]:
+    """Keys checked against ``cls``; task, space, start, budget and decisions, the task's where unset.
+
+    A user's task has no defaults: ``space``, ``initial``, ``budget_samples`` and ``decisions`` are required.
+    """
     check_keys(data, [f.name for f in fields(cls)])
-    task = _task_checked(data.get("task", "mnist1d-mlp"))
-    space = _space(data.get("space"), task.space)
-    initial = _initial(data.get("initial"), task.initial, space)
-    budget, decisions = data.get("budget_samples"), data.get("decisions")
-    budget = integer(budget, "budget_samples", 1) if budget is not None else None
-    decisions = integer(decisions, "decisions", 1) if decisions is not None else None
-    space, initial, budget, decisions = task_defaults(task, space, initial, budget, decisions)
+    name = _task_name(data.get("task", "mnist1d-mlp"))
+    task = None if is_user_task(name) else get_task(name)
+    if task is None:
+        for key in ("space", "initial", "budget_samples", "decisions"):
+            if key not in data:
+                raise ValueError(f"{key}: required for a user's task ({name}); built-in tasks have defaults")
+    space = _space(data.get("space"), task.space if task else None)
+    initial = _initial(data.get("initial"), task.initial if task else None, space)
+    budget, decisions = _count(data, "budget_samples", task), _count(data, "decisions", task)
     if budget < decisions:
         raise ValueError(
             f"budget_samples: expected at least one example per decision (>= {decisions}), got {budget}"
         )
-    return task, space, initial, budget, decisions
+    return name, space, initial, budget, decisions
+
+
+def _count(data: dict[str, Any], key: str, task: Task | None) -> int:
+    if data.get(key) is not None:
+        return integer(data[key], key, 1)
+    assert task is not None  # a user's task was checked to give it
+    return getattr(task, key)
 
 
 def run_config(data: dict[str, Any]) -> Resolved:
@@ -231,7 +359,7 @@ def run_config(data: dict[str, Any]) -> Resolved:
     integer(config.population, "population", 1)
     integer(config.checkpoint_every, "checkpoint_every", 1)
     build_agent_checked(config.agent, "agent", config.population)
-    return Resolved(replace(config, task=task.name), space, initial, budget, decisions)
+    return Resolved(replace(config, task=task), space, initial, budget, decisions)
 
 
 def compare_config(data: dict[str, Any]) -> tuple[CompareConfig, HyperparamSpace, Hyperparams, int, int]:
@@ -249,4 +377,4 @@ def compare_config(data: dict[str, Any]) -> tuple[CompareConfig, HyperparamSpace
             raise ValueError(f"agents.{label}: expected a table with a type, got {table!r}")
         own = integer(table.get("population", population), f"agents.{label}.population", 1)
         build_agent_checked({k: v for k, v in table.items() if k != "population"}, f"agents.{label}", own)
-    return replace(config, task=task.name), space, initial, budget, decisions
+    return replace(config, task=task), space, initial, budget, decisions

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlsched.agents import build_agent
+from rlsched.app.config import is_user_task, load_factory, task_factory
 from rlsched.app.progress import Progress, ProgressObserver
 from rlsched.core.agent import Agent, Probing
 from rlsched.core.job import JobContractError, JobFailed
@@ -99,7 +100,9 @@ def run(
     True
     """
     task_name = job_factory if isinstance(job_factory, str) else None
-    if task_name is not None:
+    if task_name is not None and is_user_task(task_name):  # "module:attr" or "file.py:attr"
+        job_factory = load_factory(task_name)
+    elif task_name is not None:
         task = get_task(task_name)
         job_factory = task.build
         space, initial, budget_samples, decisions = task_defaults(
@@ -184,7 +187,7 @@ def _factory(spec: RunSpec, job_factory: JobFactory | None) -> JobFactory:
         return job_factory
     if spec.task is None:
         raise ValueError("job_factory: this run was made with a custom job factory; pass the same one")
-    return get_task(spec.task).build
+    return task_factory(spec.task)
 
 
 def resume(

@@ -18,6 +18,7 @@ rung up. The neutral action ``[2, 1]`` reproduces the prior exactly.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -98,4 +99,5 @@ def act_on_prior(
     m = min(max(m * PRIOR_LR_FACTORS[lr_index], low), high)
     step = noise_step(stats, hp.batch_size, space) if batch_index == 1 else batch_index - 1
     batch = space.move(hp, batch_step=step).batch_size  # one rung, within the ladder
-    return Hyperparams(space.clip_lr(prior_lr(peak, base, batch, space, decision, decisions) * m), batch)
+    lr = space.clip_lr(prior_lr(peak, base, batch, space, decision, decisions) * m)
+    return replace(hp, lr=lr, batch_size=batch)  # any extra hyperparameters carry over

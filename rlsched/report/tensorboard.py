@@ -2,7 +2,8 @@
 
 Layout under the run directory (``tensorboard --logdir <logdir>`` shows every experiment)::
 
-    member-00/ ... member-NN/   sched/lr, sched/batch_size, train/loss, val/loss, val/<metric>,
+    member-00/ ... member-NN/   sched/lr, sched/batch_size, sched/<extra> for each extra
+                                hyperparameter, train/loss, val/loss, val/<metric>,
                                 pbt/clone_from (-1: no copy), text events/pbt, test/<metric> at
                                 the end, and the member's HParams session
     best/                       the best member's reconstructed trajectory and val loss
@@ -70,8 +71,7 @@ class TensorBoardObserver(RunObserver):
         for i in self.home:
             record = state.members[i].last
             w = self.writers[i]
-            w.add_scalar("sched/lr", record.hparams.lr, 0)
-            w.add_scalar("sched/batch_size", record.hparams.batch_size, 0)
+            _sched(w, record.hparams, 0)
             _metrics(w, "val", record.metrics, 0)
             probe = state.members[i].probe
             if probe is not None:  # the LR range probe: loss against LR, one point per step
@@ -105,8 +105,7 @@ class TensorBoardObserver(RunObserver):
         """One trained interval ``(start, record.samples]`` of a member, and how it began."""
         w, end = self.writers[member_id], record.samples
         for step in (start + 1, end):
-            w.add_scalar("sched/lr", record.hparams.lr, step)
-            w.add_scalar("sched/batch_size", record.hparams.batch_size, step)
+            _sched(w, record.hparams, step)
         w.add_scalar("pbt/clone_from", -1 if clone_from is None else clone_from, start + 1)
         if text:
             w.add_text("events/pbt", text, start + 1)
@@ -155,8 +154,7 @@ class TensorBoardObserver(RunObserver):
         with SummaryWriter(str(self.run_dir.best_dir)) as w:
             for start, hp, end in intervals:
                 for step in (start + 1, end):
-                    w.add_scalar("sched/lr", hp.lr, step)
-                    w.add_scalar("sched/batch_size", hp.batch_size, step)
+                    _sched(w, hp, step)
             for r in history:
                 w.add_scalar("val/loss", r.val_loss, r.samples)
             w.add_text("events/pbt", summary, 0)
@@ -167,7 +165,7 @@ class TensorBoardObserver(RunObserver):
         fig.savefig(self.run_dir.figure_file, dpi=110)
         names = list(best.metrics)
         with SummaryWriter(str(self.run_dir.path)) as w:
-            w.add_custom_scalars(ROOT_TAGS)
+            w.add_custom_scalars(_layout(list(self.spec.space.extra)))
             first = result.members[0]
             config = hp_summary.hparams_config_pb(
                 hparams=[hp_summary.HParam(n) for n in _session_hparams(starts[0], first.hparams)],
@@ -176,6 +174,22 @@ class TensorBoardObserver(RunObserver):
             )
             w._get_file_writer().add_summary(config)
             w.add_figure("schedules", fig, 0)
+
+
+def _sched(w: SummaryWriter, hp: Any, step: int) -> None:
+    """The hyperparameters in effect: ``sched/lr``, ``sched/batch_size`` and ``sched/<extra>``."""
+    w.add_scalar("sched/lr", hp.lr, step)
+    w.add_scalar("sched/batch_size", hp.batch_size, step)
+    for name, value in hp.extra.items():
+        w.add_scalar(f"sched/{name}", value, step)
+
+
+def _layout(extras: list[str]) -> dict[str, Any]:
+    """The custom-scalars layout: a chart of all members per hyperparameter and for val loss."""
+    charts = dict(ROOT_TAGS["rlsched"])
+    for name in extras:
+        charts[f"{name} (all members)"] = ["Multiline", [rf"sched/{name}"]]
+    return {"rlsched": charts}
 
 
 def _metrics(w: SummaryWriter, prefix: str, metrics: dict[str, float], step: int) -> None:
@@ -200,6 +214,8 @@ def _session_hparams(first: Any, last: Any) -> dict[str, float]:
     return {
         "lr_initial": first.lr,
         "batch_size_initial": float(first.batch_size),
+        **{f"{name}_initial": value for name, value in first.extra.items()},
         "lr_final": last.lr,
         "batch_size_final": float(last.batch_size),
+        **{f"{name}_final": value for name, value in last.extra.items()},
     }
