@@ -1,9 +1,9 @@
 """The benchmark that judges the controller: whole kinds of job it never trained on, equal compute.
 
 For every kind in the task zoo's *eval* family (leave-kind-out: meta-training never sees them)
-the first eval-family draw of that kind is one task: a random optimizer, size and regime, and an
-initial LR deliberately off by 0.1x to 4x. Each task runs with ``--seeds`` seeds; every method's
-final val loss (its best member's), test metric and wall time are recorded.
+the first ``--draws`` eval-family draws of that kind are tasks (default 1): a random optimizer,
+size and regime, and an initial LR deliberately off by 0.1x to 4x. Each task runs with ``--seeds``
+seeds; every method's final val loss (its best member's), test metric and wall time are recorded.
 
 One-run methods (1x compute, no tuning):
   controller      the learned controller alone (``--controller``, default: the shipped one)
@@ -23,7 +23,7 @@ geometric-mean val-loss ratio to the best-of-8 cosine grid, its mean rank and th
 Needs the ``bench`` extra (``pip install -e ".[bench]"``: schedulefree, prodigyopt) for the two
 optimizer baselines.
 
-    python experiments/benchmark.py [--seeds 0 1 2] [--controller default] [--json results.json]
+    python experiments/benchmark.py [--seeds 0 1 2] [--draws 2] [--controller default] [--json results.json]
     python experiments/benchmark.py --methods controller constant ... --json a.json   # a share of it
     python experiments/benchmark.py --combine a.json b.json                          # the shares' table
 """
@@ -52,15 +52,16 @@ ONE_RUN = ("controller", "constant", "cosine", "probe+cosine", "schedule-free", 
 EIGHT_RUN = ("constant grid", "cosine grid", "PBT", "PB2", "hybrid")
 
 
-def eval_tasks() -> list[Task]:
-    """The first eval-family draw of each eval kind."""
-    tasks: dict[str, Task] = {}
+def eval_tasks(draws: int = 1) -> list[Task]:
+    """The first ``draws`` eval-family draws of each eval kind, kind by kind."""
+    tasks: dict[str, list[Task]] = {k: [] for k in ZOO_FAMILIES["eval"]}
     seed = 0
-    while len(tasks) < len(ZOO_FAMILIES["eval"]):
+    while any(len(found) < draws for found in tasks.values()):
         task = sample_zoo_task(seed, "eval")
-        tasks.setdefault(task.settings["kind"], task)
+        if len(tasks[task.settings["kind"]]) < draws:
+            tasks[task.settings["kind"]].append(task)
         seed += 1
-    return [tasks[k] for k in ZOO_FAMILIES["eval"]]
+    return [task for k in ZOO_FAMILIES["eval"] for task in tasks[k]]
 
 
 def grid(task: Task) -> list[float]:
@@ -163,6 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--controller", default="default")
+    parser.add_argument("--draws", type=int, default=1, help="eval-family draws per kind (tasks per kind)")
     parser.add_argument("--methods", nargs="+", default=None, help="a subset of the methods, by name")
     parser.add_argument("--json", default=None, help="also write the raw results here")
     parser.add_argument("--combine", nargs="+", default=None, help="report the merged results of these files")
@@ -184,8 +186,9 @@ def main() -> None:
         if n not in every:
             raise SystemExit(f"--methods: unknown method {n!r}; expected some of {', '.join(every)}")
     table: dict[str, dict[str, list[dict]]] = {}
-    for task in eval_tasks():
-        label = f"{task.name} ({task.settings['optimizer']}, {task.settings['regime']})"
+    for task in eval_tasks(args.draws):
+        settings = task.settings
+        label = f"{task.name} ({settings['optimizer']}, {settings['regime']}, lr0 {task.initial.lr:.2g})"
         table[label] = {}
         for name in names:
             runs = [run_one(*every[name](task), seed) for seed in args.seeds]

@@ -7,8 +7,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import rlsched
 from rlsched.agents import PBT
-from rlsched.population.lineage import Clone, Train
+from rlsched.app.compare import SUMMARY, compare
+from rlsched.app.config import compare_config
+from rlsched.population.lineage import Clone, Start, Train
 from rlsched.report.server import tensorboard_server
+
+STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,7 @@ def test_logged_values_equal_what_was_applied(finished):
         batch = dict(scalars(path, "sched/batch_size"))
         val = dict(scalars(path, "val/loss"))
         clone = dict(scalars(path, "pbt/clone_from"))
+        copied = dict(scalars(path, "pbt/copied"))
         for e in (e for e in trains if e.member == m):
             start = e.samples - 2000
             for step in (start + 1, e.samples):
@@ -45,6 +50,7 @@ def test_logged_values_equal_what_was_applied(finished):
                 assert batch[step] == e.hparams.batch_size
             assert val[e.samples] == pytest.approx(e.val_loss, rel=1e-6)
             assert clone[start + 1] == clones.get((e.decision, m), -1)
+            assert copied[start + 1] == ((e.decision, m) in clones)
         steps = [s for s, _ in scalars(path, "sched/lr")]
         assert steps == sorted(steps)  # no curve goes back in time
 
@@ -67,18 +73,29 @@ def test_clone_text_best_run_layout_hparams_and_figure(finished):
     assert (run_dir / "schedules.png").stat().st_size > 10_000
 
 
+def get(base, path, body=None):
+    request = urllib.request.Request(
+        base + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def session_groups(base):
+    body = {
+        "experimentName": "",
+        "startIndex": 0,
+        "sliceSize": 1000,
+        "colParams": [],
+        "allowedStatuses": STATUSES,
+    }
+    return get(base, "/data/plugin/hparams/session_groups", body)["sessionGroups"]
+
+
 def test_real_tensorboard_server_serves_the_run(finished):
     logdir, result = finished
-
-    def get(base, path, body=None):
-        request = urllib.request.Request(
-            base + path,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-
     with tensorboard_server(logdir) as base:
         deadline = time.time() + 60
         runs = []
@@ -89,21 +106,65 @@ def test_real_tensorboard_server_serves_the_run(finished):
         lr = get(base, "/data/plugin/scalars/scalars?run=pbt/member-00&tag=sched/lr")
         first = next(e for e in result.lineage if isinstance(e, Train) and e.member == 0)
         assert lr[1][1:] == [1, pytest.approx(first.hparams.lr, rel=1e-6)]  # [wall time, step, value]
-        statuses = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
-        groups = get(
-            base,
-            "/data/plugin/hparams/session_groups",
-            {
-                "experimentName": "",
-                "startIndex": 0,
-                "sliceSize": 100,
-                "colParams": [],
-                "allowedStatuses": statuses,
-            },
-        )
-        sessions = {s["name"] for g in groups["sessionGroups"] for s in g["sessions"]}
-        assert sessions == {f"pbt/member-{m:02d}" for m in range(4)}
+        groups = session_groups(base)
+        assert [[s["name"] for s in g["sessions"]] for g in groups] == [
+            [f"pbt/member-{m:02d}"] for m in range(4)
+        ]
+        first = next(e for e in result.lineage if isinstance(e, Start) and e.member == 2)
+        assert groups[2]["hparams"]["lr_initial"] == pytest.approx(first.hparams.lr)
+        final = {m["name"]["tag"]: m["value"] for m in groups[2]["metricValues"]}
+        assert final["sched/lr"] == pytest.approx(result.members[2].hparams.lr, rel=1e-6)
+        assert final["val/loss"] == pytest.approx(result.members[2].val_loss, rel=1e-6)
         layout = get(base, "/data/plugin/custom_scalars/layout")
         assert [c["title"] for c in layout["category"]] == ["rlsched"]
+        assert "copies (all members)" in [c["title"] for c in layout["category"][0]["chart"]]
     with pytest.raises(OSError):  # stopped on exit
         urllib.request.urlopen(base + "/data/runs", timeout=2)
+
+
+def test_layout_hparams_config_and_sessions_show_while_the_run_runs(tmp_path):
+    seen = {}
+
+    def progress(done, total, best):
+        if not seen:  # the first interval has trained: the run started, its checkpoint 0 is written
+            for name, path in (("root", tmp_path / "live"), ("member", tmp_path / "live" / "member-01")):
+                ea = EventAccumulator(str(path))
+                ea.Reload()
+                seen[name] = ea.Tags()["tensors"]
+
+    rlsched.run(
+        "synthetic", PBT(), population=2, logdir=tmp_path, name="live", decisions=2, progress=progress
+    )
+    assert {"custom_scalars__config__", "_hparams_/experiment"} <= set(seen["root"])
+    assert "_hparams_/session_start_info" in seen["member"]
+
+
+def test_compare_sessions_are_unique_and_its_summary_view_shows_each_agent(tmp_path):
+    data = {
+        "task": "synthetic",
+        "name": "cmp",
+        "logdir": str(tmp_path),
+        "seeds": [0, 1],
+        "population": 2,
+        "budget_samples": 2000,
+        "decisions": 2,
+        "agents": {"PBT": {"type": "PBT"}, "alone": {"type": "Fixed", "population": 1}},
+    }
+    compare(*compare_config(data), quiet=True)
+    root = tmp_path / "cmp"
+    ranking = json.loads((root / "results.json").read_text())["ranking"]
+    with tensorboard_server(root) as base:  # every run: 2 + 1 members per seed of each agent
+        names = [s["name"] for g in session_groups(base) for s in g["sessions"]]
+        assert len(names) == len(set(names)) == len(session_groups(base)) == 2 * 3 + 2
+    with tensorboard_server(root / SUMMARY) as base:  # the view to open first: a run per agent
+        assert sorted(get(base, "/data/runs")) == [".", "PBT", "alone"]
+        groups = {g["name"]: g for g in session_groups(base)}
+        assert sorted(groups) == ["PBT", "alone"] and groups["alone"]["hparams"]["type"] == "Fixed"
+        layout = get(base, "/data/plugin/custom_scalars/layout")
+        assert [c["title"] for c in layout["category"][0]["chart"]][
+            0
+        ] == "learning rate (each agent's best member)"
+    for row in ranking:
+        run = root / SUMMARY / row["agent"]
+        assert scalars(run, "compare/val_loss_mean") == [(0, pytest.approx(row["val_loss_mean"], rel=1e-6))]
+        assert scalars(run, "val/loss")[-1][1] == pytest.approx(min(row["val_loss"]), rel=1e-6)

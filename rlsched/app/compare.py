@@ -1,9 +1,13 @@
 """``rlsched compare``: several agents on one task at equal examples per member, over seeds.
 
 Each agent and seed is a full run under ``<logdir>/<name>/<label>/seed-<k>/`` (its own members in
-TensorBoard); ``<logdir>/<name>/<label>/`` also holds a TensorBoard run with the agent's best val
-loss per seed, and ``<logdir>/<name>/`` the ranked table as text, ``results.json``,
-``results.csv`` and ``comparison.png``.
+TensorBoard); ``<logdir>/<name>/`` holds the ranked table as ``results.json``, ``results.csv`` and
+``comparison.png``. ``<logdir>/<name>/summary/`` is the TensorBoard view to open first: one run
+per agent (its best member over the seeds: schedule and val loss along its path, mean and spread
+of its best val loss, an HParams session), and at its root the table, the figure and the
+custom-scalars layout. A TensorBoard of the whole ``<logdir>/<name>/`` shows a run per member of
+every agent and seed (90 for 5 agents, 2 seeds, 8 members), and past 40 runs its dashboards with
+a runs selector (custom scalars among them) select none by default.
 """
 
 from __future__ import annotations
@@ -16,11 +20,19 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from tensorboard.plugins.hparams import summary_v2 as hp_summary
+from torch.utils.tensorboard import SummaryWriter
+
 from rlsched.app.config import CompareConfig, build_agent_checked
 from rlsched.app.experiment import run
 from rlsched.app.progress import progress_bar
 from rlsched.core.files import atomic_write_bytes, atomic_write_json
 from rlsched.core.space import Hyperparams, HyperparamSpace
+from rlsched.population.state import RunResult
+from rlsched.report.figures import best_path
+from rlsched.report.tensorboard import layout, log_path
+
+SUMMARY = "summary"  # <logdir>/<name>/summary: the TensorBoard view of a comparison
 
 
 def slug(label: str) -> str:
@@ -55,6 +67,11 @@ def compare(
     quiet: bool = False,
 ) -> str:
     root = Path(config.logdir) / config.name
+    for label in config.agents:
+        if slug(label) == SUMMARY:
+            raise ValueError(
+                f"agents.{label}: {SUMMARY!r} names the comparison's TensorBoard view; rename it"
+            )
     rows, test_metric = [], None
     for label, table in config.agents.items():
         population = table.get("population", config.population)
@@ -84,11 +101,10 @@ def compare(
                     bar.close()
         row, test_metric = _row(label, params["type"], population, config.seeds, results, test_metric)
         rows.append(row)
-        losses = row["val_loss"]
-        _agent_board(root / slug(label), losses)
+        _agent_board(root / SUMMARY / slug(label), row, results)
     rows = rank_rows(rows)
     text = format_table(rows, test_metric)
-    _write(root, rows, text, config, budget, decisions)
+    _write(root, rows, text, config, space, budget, decisions)
     return text
 
 
@@ -118,22 +134,41 @@ def _row(
     return row, test_metric
 
 
-def _agent_board(path: Path, losses: list[float]) -> None:
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(path)) as w:
-        for k, loss in enumerate(losses):
-            w.add_scalar("compare/best_val_loss", loss, k)
+def _agent_board(run_dir: Path, row: dict[str, Any], results: list[RunResult]) -> None:
+    """An agent's run in the summary view: its best member over the seeds (schedule and val loss
+    along its path), the mean and spread of its best val loss over seeds, and an HParams session."""
+    k = min(range(len(results)), key=lambda j: (not math.isfinite(row["val_loss"][j]), row["val_loss"][j]))
+    best = results[k].best
+    initial, path = best_path(results[k].lineage, best.member_id)
+    seeds = ", ".join(f"seed {s}: {v:.4g}" for s, v in zip(row["seeds"], row["val_loss"]))
+    schedule = ", ".join(f"{i.start}: lr {i.hparams.lr:.3g}, batch {i.hparams.batch_size}" for i in path)
+    with SummaryWriter(str(run_dir)) as w:
+        log_path(w, initial, path)
+        w.add_scalar("compare/val_loss_mean", row["val_loss_mean"], 0)
+        w.add_scalar("compare/val_loss_std", row["val_loss_std"], 0)
+        w.add_text(
+            "compare/best",
+            f"best val loss per seed: {seeds}. Shown: seed {row['seeds'][k]}, member {best.member_id}; "
+            f"schedule: {schedule}",
+            0,
+        )
+        session = {"agent": row["agent"], "type": row["type"], "population": row["population"]}
+        w._get_file_writer().add_summary(hp_summary.hparams_pb(session, trial_id="", start_time_secs=0))
 
 
 def _write(
-    root: Path, rows: list[dict[str, Any]], text: str, config: CompareConfig, budget: int, decisions: int
+    root: Path,
+    rows: list[dict[str, Any]],
+    text: str,
+    config: CompareConfig,
+    space: HyperparamSpace,
+    budget: int,
+    decisions: int,
 ) -> None:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    from torch.utils.tensorboard import SummaryWriter
 
     summary = {
         "task": config.task,
@@ -169,8 +204,7 @@ def _write(
     ax.set_xlabel(f"best val loss ({config.task}, seeds {list(config.seeds)}; mean, spread, each seed)")
     fig.tight_layout()
     fig.savefig(root / "comparison.png", dpi=110)
-    for old in root.glob("events.out.tfevents.*"):
-        old.unlink()
-    with SummaryWriter(str(root)) as w:
+    with SummaryWriter(str(root / SUMMARY)) as w:
+        w.add_custom_scalars(layout(list(space.extra), "each agent's best member", copies=False))
         w.add_text("compare/table", "```\n" + text + "\n```", 0)
         w.add_figure("compare/figure", fig, 0)

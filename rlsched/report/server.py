@@ -13,9 +13,12 @@ from pathlib import Path
 
 
 @contextmanager
-def tensorboard_server(logdir: str | Path, *, timeout: float = 60.0) -> Iterator[str]:
+def tensorboard_server(
+    logdir: str | Path, *, timeout: float = 60.0, load_fast: bool = False
+) -> Iterator[str]:
     """Serve ``logdir`` with the real ``tensorboard`` on a free loopback port; yields its base URL
-    once ``/data/runs`` answers, and stops the server on exit.
+    once ``/data/runs`` answers, and stops the server on exit. ``load_fast``: read the logdir with
+    the Rust data server (the ``tensorboard-data-server`` binary) instead of the Python loader.
 
     >>> with tensorboard_server("runs") as url:  # doctest: +SKIP
     ...     print(url)
@@ -33,7 +36,7 @@ def tensorboard_server(logdir: str | Path, *, timeout: float = 60.0) -> Iterator
         str(port),
         "--host",
         "127.0.0.1",
-        "--load_fast=false",
+        f"--load_fast={str(load_fast).lower()}",
     ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
