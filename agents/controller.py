@@ -253,7 +253,13 @@ class Controller:
             raise ValueError(
                 f"controller: {path} is not an rlsched controller (expected format {CONTROLLER_FORMAT!r})"
             )
-        meta = state["metadata"]
+        meta, weights = state.get("metadata"), state.get("state_dict")
+        if not isinstance(meta, dict) or not isinstance(weights, dict):
+            raise ValueError(f"controller: {path} lacks its metadata or state_dict table")
+        bad = next((k for k, v in weights.items() if not isinstance(v, torch.Tensor)), None)
+        bad = bad or next((k for k, v in weights.items() if not torch.isfinite(v).all()), None)
+        if bad is not None:  # a NaN weight would act at random mid-run; refuse it before anything runs
+            raise ValueError(f"controller: {path} has a non-finite or non-tensor weight {bad!r}; retrain it")
         version = meta.get("observation_version")
         if version not in VERSIONS:
             raise ValueError(
@@ -269,5 +275,9 @@ class Controller:
                 f"{meta.get('batch_steps')}; version {version} uses {list(lr_factors)}, {list(batch_moves)}"
             )
         controller = cls(metadata=meta)
-        controller.net.load_state_dict(state["state_dict"])
+        try:
+            controller.net.load_state_dict(weights)
+        except RuntimeError as error:  # missing, unexpected or wrongly shaped weights
+            reason = str(error).strip().splitlines()[0][:160]
+            raise ValueError(f"controller: {path} does not fit this rlsched's network ({reason})") from None
         return controller

@@ -23,7 +23,7 @@ import torch
 
 from rlsched.agents.controller import Controller
 from rlsched.agents.ppo import PPOArgs, make_vector, train_ppo
-from rlsched.core.checks import check_keys, integer
+from rlsched.core.checks import check_keys, integer, real
 from rlsched.core.files import atomic_write_bytes
 from rlsched.core.reward import DIVERGENCE_RETURN
 from rlsched.envs.distribution import DistributionEnv, sample_task
@@ -186,14 +186,32 @@ def train_controller(config: MetaConfig, *, quiet: bool = False) -> tuple[Contro
     return controller, card
 
 
+COUNTS = {  # integer fields and their bounds: more environments than this is a typo, not a plan
+    "seed": (0, 2**32 - 1),
+    "total_steps": (1, 10**9),
+    "num_envs": (1, 256),
+    "num_steps": (1, 10**6),
+    "eval_tasks": (1, 10_000),
+    "episodes_per_task": (1, 10_000),
+}
+
+
 def meta_config(data: dict[str, Any]) -> MetaConfig:
-    """Validate a train-controller config dict; one ValueError line per problem."""
+    """Validate a train-controller config dict; one ValueError line per problem, before any work."""
     check_keys(data, [f.name for f in fields(MetaConfig)])
     config = MetaConfig(**data)
-    for name in ("total_steps", "num_envs", "num_steps", "eval_tasks", "episodes_per_task"):
-        integer(getattr(config, name), name, 1)
-    if config.version not in (1, 2):
+    for name in ("out", "logdir"):
+        value = getattr(config, name)
+        if not isinstance(value, str) or not value.strip() or "\0" in value:
+            raise ValueError(f"{name}: expected a non-empty path, got {value!r}")
+    for name, (low, high) in COUNTS.items():
+        integer(getattr(config, name), name, low, high)
+    if isinstance(config.version, bool) or config.version not in (1, 2):
         raise ValueError(f"version: expected 1 or 2, got {config.version!r}")
-    if not (isinstance(config.learning_rate, float) and config.learning_rate > 0):
-        raise ValueError(f"learning_rate: expected a positive number, got {config.learning_rate!r}")
+    if not isinstance(config.asynchronous, bool):
+        raise ValueError(f"asynchronous: expected true or false, got {config.asynchronous!r}")
+    real(config.learning_rate, "learning_rate", 0, 1, open_low=True)
+    real(config.ent_coef, "ent_coef", 0, 1)
+    real(config.gamma, "gamma", 0, 1)
+    real(config.max_minutes, "max_minutes", 0)
     return config

@@ -23,9 +23,11 @@ import numpy as np
 
 from rlsched.agents.pbt import PBT
 from rlsched.core.agent import MemberView, PopulationView
+from rlsched.core.checks import integer
 from rlsched.core.space import Hyperparams, HyperparamSpace
 
 DELTA = 0.1
+MAX_CANDIDATES = 100_000  # a pick samples and scores every candidate: about a second at this bound
 DIVERGED_IMPROVEMENT = -1.0  # a diverged interval's recorded improvement
 
 
@@ -41,6 +43,7 @@ class GPUCB:
     """The PB2 explorer; its data (and so its state) are the observed (x, improvement) pairs."""
 
     def __init__(self, candidates: int = 256) -> None:
+        integer(candidates, "candidates", 1, MAX_CANDIDATES)  # each pick scores every candidate
         try:
             import sklearn  # noqa: F401
         except ImportError:

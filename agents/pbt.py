@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from rlsched.core.agent import Decision, Explorer, MemberView, PopulationView, Probing
-from rlsched.core.checks import integer
+from rlsched.core.checks import integer, real
 from rlsched.core.space import ExtraRange, Hyperparams, HyperparamSpace
 
 
@@ -167,6 +167,10 @@ class Perturb:
         pass
 
 
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
+
+
 class PBT:
     """Population-based training with Ray Tune's knobs and its known failures fixed.
 
@@ -196,18 +200,18 @@ class PBT:
         init: str = "sample",
         scale_lr: bool = False,
     ) -> None:
-        if not 0 < quantile_fraction <= 0.5:
-            raise ValueError(f"quantile_fraction: expected a value in (0, 0.5], got {quantile_fraction!r}")
+        real(quantile_fraction, "quantile_fraction", 0, 0.5, open_low=True)
         integer(perturbation_interval, "perturbation_interval", 1)
         integer(burn_in, "burn_in", 0)
-        if not 0 <= resample_probability <= 1:
-            raise ValueError(
-                f"resample_probability: expected a value in [0, 1], got {resample_probability!r}"
-            )
-        if len(perturbation_factors) != 2 or not all(f > 0 for f in perturbation_factors):
-            raise ValueError(
-                f"perturbation_factors: expected two positive factors, got {perturbation_factors!r}"
-            )
+        real(resample_probability, "resample_probability", 0, 1)
+        factors = perturbation_factors
+        if (
+            isinstance(factors, (str, bytes))
+            or not isinstance(factors, Sequence)
+            or len(factors) != 2
+            or not all(_positive(f) for f in factors)
+        ):
+            raise ValueError(f"perturbation_factors: expected two positive finite factors, got {factors!r}")
         if explore != "perturb" and not isinstance(explore, Explorer):
             raise ValueError(
                 f"explore: expected 'perturb' or an Explorer (observe, explore, adjust, config, "

@@ -8,14 +8,16 @@ ladder and each extra on its scale. Only the LR follows the schedule; extras sta
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from rlsched.agents.schedules import Schedule
+from rlsched.agents.schedules import KINDS, Schedule
 from rlsched.core.agent import Decision, PopulationView
+from rlsched.core.checks import MAX_POPULATION
 from rlsched.core.space import Hyperparams, HyperparamSpace
 
 
@@ -23,6 +25,11 @@ class ScheduledSearch:
     """Base: member ``i`` trains at ``base[i]`` with its LR multiplied by the schedule."""
 
     def __init__(self, schedule: Schedule | str = "constant") -> None:
+        if not isinstance(schedule, (Schedule, str)):
+            raise ValueError(
+                f"schedule: expected one of {', '.join(KINDS)} or a table with kind, warmup and final, "
+                f"got {schedule!r}"
+            )
         self.schedule = Schedule(schedule) if isinstance(schedule, str) else schedule
         self.base: list[Hyperparams] = []
 
@@ -86,15 +93,19 @@ class GridSearch(ScheduledSearch):
         extra: Mapping[str, Sequence[float]] | None = None,
     ):
         super().__init__(schedule)
-        if not lr or not batch_size:
-            raise ValueError("lr, batch_size: each needs at least one value")
         extra = {} if extra is None else extra
         if not isinstance(extra, Mapping):
             raise ValueError(f"extra: expected a table of name = [values], got {extra!r}")
+        _values(lr, "lr", lambda v: _is_number(v) and math.isfinite(v) and v > 0, "positive numbers")
+        _values(batch_size, "batch_size", lambda v: _is_int(v) and v >= 1, "positive integers")
         for name, values in extra.items():
-            numbers = isinstance(values, Sequence) and not isinstance(values, (str, bytes))
-            if not numbers or not values or not all(_is_number(v) for v in values):
-                raise ValueError(f"extra.{name}: expected a non-empty list of numbers, got {values!r}")
+            _values(values, f"extra.{name}", lambda v: _is_number(v) and math.isfinite(v), "numbers")
+        size = math.prod(len(v) for v in (lr, batch_size, *extra.values()))
+        if size > MAX_POPULATION:
+            raise ValueError(
+                f"lr: the grid of lr x batch_size (x extra) has {size} points, more than the largest "
+                f"population ({MAX_POPULATION})"
+            )
         self.lr_values, self.batch_values = [float(v) for v in lr], [int(v) for v in batch_size]
         self.extra_values = {str(k): [float(v) for v in values] for k, values in extra.items()}
         names = list(self.extra_values)
@@ -110,7 +121,28 @@ class GridSearch(ScheduledSearch):
             raise ValueError(
                 f"population: the grid has {len(self.points)} points, got population {population}"
             )
+        self.check_space(space)
         return [replace(p, extra={**initial.extra, **p.extra}) for p in self.points]
+
+    def check_space(self, space: HyperparamSpace) -> None:
+        """Every grid value inside ``space``; else one ``ValueError`` naming the grid's field."""
+        low, high = space.lr
+        for v in self.lr_values:
+            if not low <= v <= high:
+                raise ValueError(f"lr: {v!r} is outside the space's lr bounds [{low:g}, {high:g}]")
+        for b in self.batch_values:
+            if b not in space.batch_size:
+                raise ValueError(f"batch_size: {b!r} is not on the space's ladder {list(space.batch_size)}")
+        names = ", ".join(space.extra) or "none"
+        for name, values in self.extra_values.items():
+            if name not in space.extra:
+                raise ValueError(f"extra.{name}: not one of the space's extras ({names})")
+            r = space.extra[name]
+            for v in values:
+                if not r.low <= v <= r.high:
+                    raise ValueError(
+                        f"extra.{name}: {v!r} is outside the space's bounds [{r.low:g}, {r.high:g}]"
+                    )
 
     def config(self) -> dict[str, Any]:
         return {
@@ -134,4 +166,17 @@ class RandomSearch(ScheduledSearch):
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _values(values: Any, name: str, ok: Any, what: str) -> None:
+    """A grid axis: a non-empty list whose every value passes ``ok``; else one ``ValueError``."""
+    listed = isinstance(values, Sequence) and not isinstance(values, (str, bytes))
+    if not listed or not values or not all(ok(v) for v in values):
+        text = repr(values)
+        text = text if len(text) <= 80 else text[:77] + "..."
+        raise ValueError(f"{name}: expected a non-empty list of {what}, got {text}")

@@ -47,6 +47,14 @@ class Task:
     def make_job(self, seed: int) -> SupervisedJob:
         return self.build(seed)
 
+    def on(self, device: str | torch.device = "cpu") -> Callable[[int], SupervisedJob]:
+        """The job factory with the model on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``...);
+        the weights start the same on every device (made on the CPU from the seed, then moved).
+        Batches follow the model: the job moves each one to its parameters' device."""
+        if torch.device(device).type == "cpu":
+            return self.build
+        return functools.partial(self.build, device=device)
+
     def make_env(self, **overrides: Any) -> TrainingEnv:
         """A TrainingEnv for this task; ``overrides`` replace space, budget_samples, decisions, initial."""
         kwargs = {
@@ -186,6 +194,7 @@ def mnist1d_job(
     train_size: int = 4000,
     label_noise: float = 0.0,
     data_seed: int = 42,
+    device: str | torch.device = "cpu",
 ) -> SupervisedJob:
     """A classifier (``model="mlp"`` or ``"cnn"``) on MNIST-1D."""
     data = mnist1d_data(data_seed, train_size)
@@ -196,6 +205,7 @@ def mnist1d_job(
         net = _seeded(seed, lambda: Conv1DNet(width, depth))
     else:
         raise ValueError(f"model: expected 'mlp' or 'cnn', got {model!r}")
+    net = net.to(device)  # before the optimizer is made, so it holds the moved parameters
     return SupervisedJob(
         net,
         _optimizer(optimizer, net, lr),
@@ -208,10 +218,17 @@ def mnist1d_job(
     )
 
 
-def char_lm_job(seed: int, *, width: int = 256, optimizer: str = "adam", lr: float = 3e-3) -> SupervisedJob:
+def char_lm_job(
+    seed: int,
+    *,
+    width: int = 256,
+    optimizer: str = "adam",
+    lr: float = 3e-3,
+    device: str | torch.device = "cpu",
+) -> SupervisedJob:
     """Next-character prediction on Python's documentation text."""
     data = char_data()
-    net = _seeded(seed, lambda: CharMLP(data["vocab"], width=width))
+    net = _seeded(seed, lambda: CharMLP(data["vocab"], width=width)).to(device)
 
     def split(windows: torch.Tensor) -> TensorDataset:
         return TensorDataset(windows[:, :-1], windows[:, -1].long())
@@ -254,10 +271,11 @@ def synthetic_job(
     train_size: int = 2000,
     label_noise: float = 0.1,
     data_seed: int = 0,
+    device: str | torch.device = "cpu",
 ) -> SupervisedJob:
     """A fast regression job for tests: an MLP fits a random teacher network."""
     data = synthetic_data(data_seed, train_size, label_noise)
-    net = _seeded(seed, lambda: mlp(16, width, depth, 1))
+    net = _seeded(seed, lambda: mlp(16, width, depth, 1)).to(device)
     return SupervisedJob(
         net,
         _optimizer(optimizer, net, lr),

@@ -55,15 +55,18 @@ BAD = [
     (["run", "missing.toml"], "config: no such file"),
     (["run", "broken.toml"], "is not valid TOML"),
     (["run", "good.toml", "--set", "populaton=4"], "did you mean 'population'"),
-    (["run", "good.toml", "--set", "population=0"], "population: expected an integer >= 1, got 0"),
-    (["run", "good.toml", "--set", "population=two"], "population: expected an integer >= 1, got 'two'"),
+    (["run", "good.toml", "--set", "population=0"], "population: expected an integer in [1, 4096], got 0"),
+    (
+        ["run", "good.toml", "--set", "population=two"],
+        "population: expected an integer in [1, 4096], got 'two'",
+    ),
     (["run", "good.toml", "--set", "seed=-1"], "seed: expected an integer >= 0"),
     (
         ["run", "good.toml", "--set", "checkpoint_every=0"],
         "checkpoint_every: expected an integer >= 1, got 0",
     ),
     (["run", "good.toml", "--set", "task=mnist2d"], "task: unknown task 'mnist2d'; expected one of"),
-    (["run", "good.toml", "--set", "decisions=0"], "decisions: expected an integer >= 1"),
+    (["run", "good.toml", "--set", "decisions=0"], "decisions: expected an integer in [1, 10000]"),
     (["run", "good.toml", "--set", "budget_samples=1"], "budget_samples: expected at least one example"),
     (
         ["run", "good.toml", "--set", "space.lr=[1.0, 0.1]"],

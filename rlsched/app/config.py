@@ -7,9 +7,9 @@ A run config::
     name = "pbt"                # run directory: <logdir>/<name>
     logdir = "runs"
     seed = 0
-    population = 8
+    population = 8              # at most 4096
     budget_samples = 384000     # per member; default: the task's
-    decisions = 10              # default: the task's
+    decisions = 10              # default: the task's; at most 10000
 
     [space]                     # optional; default: the task's
     lr = [0.001, 1.0]
@@ -37,7 +37,9 @@ A user's task (a callable ``seed -> TrainingJob``) has no defaults: ``[space]``,
 A compare config has ``seeds = [0, 1, 2]`` instead of ``seed`` and ``[agents.<label>]`` tables
 (each with ``type``, its arguments and optionally its own ``population``) instead of ``[agent]``.
 
-Every error is one ``ValueError`` line naming the field, the value and what is allowed.
+Every error is one ``ValueError`` line naming the field, the value and what is allowed, raised
+before anything is written: :func:`run_config` also draws the agent's starting points and checks
+them against the space, and :func:`check_output_dir` checks where files will go.
 """
 
 from __future__ import annotations
@@ -51,10 +53,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomllib
 
 from rlsched.agents import AGENTS, build_agent
-from rlsched.core.checks import check_keys, integer
+from rlsched.agents.schedules import KINDS as SCHEDULES
+from rlsched.core.checks import MAX_DECISIONS, MAX_POPULATION, check_keys, integer, real
 from rlsched.core.space import Hyperparams, HyperparamSpace
 from rlsched.envs.tasks import Task, get_task
 from rlsched.population.runner import JobFactory
@@ -96,14 +100,64 @@ class CompareConfig:
 
 
 # -- reading -------------------------------------------------------------------------------------
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page of settings; anything larger is the wrong file
+MAX_DEPTH = 32  # tables and arrays nested deeper than this are no config of ours
+# A dotted key of many parts makes tomllib's bookkeeping quadratic (16k parts: 1 GB, 3 s), and a
+# key cannot span lines: so a line with more dots than this, or a file with more, is refused first.
+MAX_DOTS_PER_LINE, MAX_DOTS = 1000, 10_000
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML config file as a dict; every problem (missing, unreadable, not TOML) is one line."""
+    text = str(path)
+    if not text or "\0" in text:
+        raise ValueError(f"config: expected a file name, got {text!r}")
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config: no such file {str(path)!r}")
     try:
-        return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        if not path.exists():
+            raise ValueError(f"config: no such file {text!r}")
+        if not path.is_file():
+            raise ValueError(f"config: {text!r} is not a regular file (a directory or device)")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ValueError(f"config: {path} is over {MAX_CONFIG_BYTES} bytes; expected a TOML config")
+        source = path.read_bytes().decode()
+    except OSError as error:
+        raise ValueError(f"config: cannot read {path} ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
         raise ValueError(f"config: {path} is not valid TOML ({error})") from None
+    return _parse(source, f"config: {path}")
+
+
+class TooLarge(ValueError):
+    """TOML nested too deep or with too many dots to parse safely (a ``ValueError``, one line)."""
+
+
+def _parse(source: str, where: str) -> dict[str, Any]:
+    """TOML text as a dict, nested at most ``MAX_DEPTH`` deep; one ``ValueError`` otherwise."""
+    too_deep = f"{where} nests keys, tables or arrays deeper than {MAX_DEPTH} levels"
+    lines = source.splitlines()
+    if source.count(".") > MAX_DOTS or any(line.count(".") > MAX_DOTS_PER_LINE for line in lines):
+        raise TooLarge(f"{where} has over {MAX_DOTS_PER_LINE} dots on a line or {MAX_DOTS} in all")
+    try:
+        data = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{where} is not valid TOML ({error})") from None
+    except RecursionError:
+        raise TooLarge(too_deep) from None
+    if _depth(data) > MAX_DEPTH:
+        raise TooLarge(too_deep)
+    return data
+
+
+def _depth(data: Any) -> int:
+    """How deep tables and arrays nest in ``data`` (iterative: no recursion limit to hit)."""
+    deepest, stack = 0, [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH and isinstance(value, (dict, list)):
+            stack += [(v, depth + 1) for v in (value.values() if isinstance(value, dict) else value)]
+    return deepest
 
 
 def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
@@ -113,11 +167,16 @@ def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set: expected key=value, got {item!r}")
+        parts = [part.strip() for part in key.strip().split(".")]
+        if not all(parts) or len(parts) > MAX_DEPTH:
+            raise ValueError(f"--set: {key!r}: expected a key or dotted key such as agent.type")
         try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text
-        *parents, last = key.strip().split(".")
+            value = _parse(f"v = {text}", f"--set: {key.strip()!r}")["v"]
+        except TooLarge:
+            raise
+        except ValueError:
+            value = text  # not TOML: a bare string
+        *parents, last = parts
         target = data
         for part in parents:
             target = target.setdefault(part, {})
@@ -137,11 +196,65 @@ def _deep_copy(data: Any) -> Any:
 
 # -- validation ----------------------------------------------------------------------------------
 def _str(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ValueError(f"{name}: expected a non-empty string, got {_cut(value)}")
     if name == "name" and ("/" in value or value in (".", "..")):
-        raise ValueError(f"name: expected a plain directory name without '/', got {value!r}")
+        raise ValueError(f"name: expected a plain directory name without '/', got {_cut(value)}")
+    if name == "name" and len(os.fsencode(value)) > NAME_MAX:
+        raise ValueError(
+            f"name: {len(os.fsencode(value))} bytes, over the file-name limit of {NAME_MAX} (NAME_MAX)"
+        )
     return value
+
+
+def _cut(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# -- where files go ------------------------------------------------------------------------------
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+
+
+def check_output_dir(path: str | Path, field: str) -> None:
+    """Refuse, before anything is written, a directory that rlsched could not make or write in.
+
+    ``path`` may exist (a directory) or not (its first existing ancestor must be a writable
+    directory). Nothing is created or probed on disk: the checks are ``stat``, ``access`` and the
+    file system's limits, so a refusal leaves every directory as it was.
+    """
+    path = Path(os.path.abspath(path))
+    if len(os.fsencode(path)) >= 4096:
+        raise ValueError(
+            f"{field}: {len(os.fsencode(path))} bytes of path, over the limit of 4095 (PATH_MAX)"
+        )
+    existing, missing = path, []
+    while not os.path.lexists(existing) and existing != existing.parent:
+        missing.append(existing.name)
+        existing = existing.parent
+    if not existing.is_dir():
+        kind = "a file" if existing.is_file() else "a device, pipe or socket"
+        inside = "" if existing == path else f", so {path} cannot be made"
+        raise ValueError(f"{field}: {existing} is {kind}, not a directory{inside}")
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = NAME_MAX
+    for name in missing:
+        if len(os.fsencode(name)) > limit:
+            raise ValueError(
+                f"{field}: {name[:40]}... is {len(os.fsencode(name))} bytes, over this file system's "
+                f"file-name limit of {limit} (NAME_MAX)"
+            )
+    if not os.access(existing, os.W_OK | os.X_OK) or _read_only(existing):
+        raise ValueError(f"{field}: cannot write in {existing} (read-only or no permission)")
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 # -- tasks -------------------------------------------------------------------------------------
@@ -168,7 +281,11 @@ def load_factory(task: str) -> JobFactory:
     source, _, attr = task.rpartition(":")
     if not source or not attr:
         raise ValueError(f"task: expected 'module:function' or 'path/to/file.py:function', got {task!r}")
-    module = _import_file(source) if source.endswith(".py") else _import_module(source)
+    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ beside their code
+    try:
+        module = _import_file(source) if source.endswith(".py") else _import_module(source)
+    finally:
+        sys.dont_write_bytecode = writes
     target: Any = module
     for part in attr.split("."):
         if not hasattr(target, part):
@@ -281,30 +398,94 @@ def _require(data: dict[str, Any], keys: list[str], where: str) -> None:
 def build_agent_checked(data: Any, where: str, population: int):
     """An agent from its table, with unknown arguments and bad values reported as ``where.key``."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a table with a type, got {data!r}")
+        raise ValueError(f"{where}: expected a table with a type, got {_cut(data)}")
     kind = data.get("type")
-    if kind not in AGENTS:
-        raise ValueError(f"{where}.type: expected one of {', '.join(AGENTS)}, got {kind!r}")
-    target = AGENTS[kind]
-    signature = inspect.signature(target.__init__ if isinstance(target, type) else target)
-    params = [p for p in signature.parameters if p not in ("self", "cls", "args", "kwargs")]
-    if kind == "PB2":
-        params += [
-            p for p in inspect.signature(AGENTS["PBT"].__init__).parameters if p not in ("self", "explore")
-        ]
+    if not isinstance(kind, str) or kind not in AGENTS:
+        raise ValueError(f"{where}.type: expected one of {', '.join(AGENTS)}, got {_cut(kind)}")
+    params = _agent_params(kind)
     check_keys(data, ["type", *params], f"{where}.")
+    for key, param in params.items():
+        if key in data:
+            _check_argument(data[key], param.default, f"{where}.{key}")
+        elif param.default is inspect.Parameter.empty:
+            raise ValueError(f"{where}.{key}: required for {kind}")
     try:
         agent = build_agent(data)
     except ValueError as error:
         raise ValueError(f"{where}.{error}") from None
-    except TypeError as error:  # a value of the wrong kind, e.g. a string for a list
-        raise ValueError(f"{where}: {error}") from None
+    except (TypeError, ImportError) as error:  # a value of a kind no check above foresaw; a missing extra
+        raise ValueError(f"{where}: {_one_line(error)}") from None
     points = getattr(agent, "points", None)
     if points is not None and len(points) != population:
         raise ValueError(
             f"{where}: the grid has {len(points)} points but population is {population}; make them equal"
         )
     return agent
+
+
+def _agent_params(kind: str) -> dict[str, inspect.Parameter]:
+    """The arguments an agent's table may give, by name (PB2 also takes PBT's, except ``explore``)."""
+    target = AGENTS[kind]
+    signature = inspect.signature(target.__init__ if isinstance(target, type) else target)
+    params = {n: p for n, p in signature.parameters.items() if n not in ("self", "cls", "args", "kwargs")}
+    if kind == "PB2":
+        pbt = inspect.signature(AGENTS["PBT"].__init__).parameters
+        params |= {n: p for n, p in pbt.items() if n not in ("self", "explore")}
+    return params
+
+
+def _check_argument(value: Any, default: Any, where: str) -> None:
+    """A value of the kind its default has (a number for a float, a list for a tuple...), so that a
+    string where a number belongs is one line naming the key, not a ``TypeError`` deep inside."""
+    if where.endswith(".schedule"):
+        _check_schedule(value, where)
+    elif isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {_cut(value)}")
+    elif isinstance(default, (int, float)):  # the agent checks the bounds and names them
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            kind = "an integer" if isinstance(default, int) else "a number"
+            raise ValueError(f"{where}: expected {kind}, got {_cut(value)}")
+    elif isinstance(default, tuple) and not isinstance(value, list):
+        raise ValueError(f"{where}: expected a list, got {_cut(value)}")
+    elif isinstance(default, str) and not isinstance(value, (str, dict)):
+        raise ValueError(f"{where}: expected a string, got {_cut(value)}")
+
+
+def _check_schedule(value: Any, where: str) -> None:
+    """``schedule``: a kind's name, or a table with ``kind`` and optionally ``warmup`` and ``final``."""
+    kinds = ", ".join(SCHEDULES)
+    if isinstance(value, dict):
+        check_keys(value, ["kind", "warmup", "final"], f"{where}.")
+        kind = value.get("kind", "constant")
+        for key in ("warmup", "final"):
+            if key in value:
+                real(value[key], f"{where}.{key}", 0, 1)
+    else:
+        kind = value
+    if not isinstance(kind, str) or kind not in SCHEDULES:
+        raise ValueError(
+            f"{where}: expected one of {kinds} or a table with kind, warmup, final, got {_cut(kind)}"
+        )
+
+
+def check_agent_start(
+    agent: Any,
+    where: str,
+    population: int,
+    space: HyperparamSpace,
+    initial: Hyperparams,
+    decisions: int,
+    seed: int,
+) -> None:
+    """The agent's starting points, drawn on a copy of the run's generator, all inside ``space``:
+    a grid value outside it fails here, before a run directory is made, not after."""
+    try:
+        starts = agent.initial(population, space, initial, decisions, np.random.default_rng(seed))
+    except ValueError as error:
+        raise ValueError(f"{where}.{error}") from None
+    for i, hp in enumerate(starts):
+        space.check(hp, f"{where}: member {i}'s start")
 
 
 @dataclass(frozen=True)
@@ -342,13 +523,20 @@ def _resolve_common(data: dict[str, Any], cls: type) -> tuple[str, HyperparamSpa
 
 def _count(data: dict[str, Any], key: str, task: Task | None) -> int:
     if data.get(key) is not None:
-        return integer(data[key], key, 1)
+        return integer(data[key], key, 1, MAX_DECISIONS if key == "decisions" else None)
     assert task is not None  # a user's task was checked to give it
     return getattr(task, key)
 
 
+MAX_SEED = 2**63 - 1
+
+
 def run_config(data: dict[str, Any]) -> Resolved:
-    """Validate a run config dict (from TOML and ``--set``) and fill in the task's defaults."""
+    """Validate a run config dict (from TOML and ``--set``) and fill in the task's defaults.
+
+    Everything is checked here, before anything is written: the agent's arguments and its starting
+    points against the space included.
+    """
     task, space, initial, budget, decisions = _resolve_common(data, RunConfig)
     if isinstance(data.get("agent"), dict) and "type" not in data["agent"]:  # e.g. --set agent.explore=...
         data = {**data, "agent": {**DEFAULT_AGENT, **data["agent"]}}
@@ -356,25 +544,43 @@ def run_config(data: dict[str, Any]) -> Resolved:
     _str(config.name, "name")
     _str(config.logdir, "logdir")
     integer(config.seed, "seed", 0)
-    integer(config.population, "population", 1)
+    integer(config.population, "population", 1, MAX_POPULATION)
     integer(config.checkpoint_every, "checkpoint_every", 1)
-    build_agent_checked(config.agent, "agent", config.population)
+    agent = build_agent_checked(config.agent, "agent", config.population)
+    check_agent_start(agent, "agent", config.population, space, initial, decisions, config.seed)
     return Resolved(replace(config, task=task), space, initial, budget, decisions)
 
 
 def compare_config(data: dict[str, Any]) -> tuple[CompareConfig, HyperparamSpace, Hyperparams, int, int]:
+    """Validate a compare config dict, every agent's table and start included."""
     task, space, initial, budget, decisions = _resolve_common(data, CompareConfig)
     if "agents" not in data or not isinstance(data["agents"], dict) or not data["agents"]:
         raise ValueError("agents: expected at least one [agents.<label>] table")
     seeds = data.get("seeds", [0, 1, 2])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise ValueError(f"seeds: expected a non-empty list of integers >= 0, got {seeds!r}")
+    if (
+        not isinstance(seeds, list)
+        or not 1 <= len(seeds) <= 1000
+        or not all(_is_int(s) and 0 <= s <= MAX_SEED for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise ValueError(f"seeds: expected a list of 1 to 1000 different integers >= 0, got {_cut(seeds)}")
     config = CompareConfig(**{**data, "seeds": tuple(seeds)})
     _str(config.name, "name")
-    population = integer(config.population, "population", 1)
+    _str(config.logdir, "logdir")
+    population = integer(config.population, "population", 1, MAX_POPULATION)
     for label, table in config.agents.items():
         if not isinstance(table, dict):
-            raise ValueError(f"agents.{label}: expected a table with a type, got {table!r}")
-        own = integer(table.get("population", population), f"agents.{label}.population", 1)
-        build_agent_checked({k: v for k, v in table.items() if k != "population"}, f"agents.{label}", own)
+            raise ValueError(f"agents.{label}: expected a table with a type, got {_cut(table)}")
+        if not label.strip() or len(os.fsencode(label)) > 100:
+            raise ValueError(
+                f"agents.{label[:40]}: expected a label of 1 to 100 bytes (it names a directory)"
+            )
+        where = f"agents.{label}"
+        own = integer(table.get("population", population), f"{where}.population", 1, MAX_POPULATION)
+        agent = build_agent_checked({k: v for k, v in table.items() if k != "population"}, where, own)
+        check_agent_start(agent, where, own, space, initial, decisions, seeds[0])
     return replace(config, task=task), space, initial, budget, decisions
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

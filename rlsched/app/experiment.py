@@ -11,14 +11,16 @@ generation.
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rlsched.agents import build_agent
-from rlsched.app.config import is_user_task, load_factory, task_factory
+from rlsched.app.config import build_agent_checked, is_user_task, load_factory
 from rlsched.app.progress import Progress, ProgressObserver
 from rlsched.core.agent import Agent, Probing
 from rlsched.core.job import JobContractError, JobFailed
@@ -30,7 +32,7 @@ from rlsched.population.lineage import trajectory_from_lineage
 from rlsched.population.lock import hold
 from rlsched.population.observer import RunObserver
 from rlsched.population.persistence import Persistence
-from rlsched.population.rundir import RunDir
+from rlsched.population.rundir import RunDir, member_run
 from rlsched.population.runner import JobFactory, Runner
 from rlsched.population.state import RunResult, RunSpec
 from rlsched.report.tensorboard import TensorBoardObserver
@@ -83,11 +85,13 @@ def run(
     progress: Progress | None = None,
     comm: Comm | None = None,
     checkpoint_every: int = 1,
+    device: str | None = None,
 ) -> RunResult:
     """Run ``population`` members of ``job_factory`` for ``decisions`` intervals under ``agent``.
 
     ``job_factory`` is a callable ``seed -> TrainingJob`` or the name of a built-in task, whose
-    space, initial hyperparameters, budget and decisions then fill in what is not given.
+    space, initial hyperparameters, budget and decisions then fill in what is not given; a built-in
+    task's members train on ``device`` (default ``"cpu"``).
     With ``logdir``, the run directory is ``logdir/name`` and can be resumed and replayed; a
     checkpoint is written every ``checkpoint_every`` generations (and after the last one).
     Launched by ``torchrun``, every rank calls ``run`` alike and the members are sharded over the
@@ -100,14 +104,11 @@ def run(
     True
     """
     task_name = job_factory if isinstance(job_factory, str) else None
-    if task_name is not None and is_user_task(task_name):  # "module:attr" or "file.py:attr"
-        job_factory = load_factory(task_name)
-    elif task_name is not None:
-        task = get_task(task_name)
-        job_factory = task.build
+    if task_name is not None and not is_user_task(task_name):
         space, initial, budget_samples, decisions = task_defaults(
-            task, space, initial, budget_samples, decisions
+            get_task(task_name), space, initial, budget_samples, decisions
         )
+    job_factory = _job_factory(job_factory, device)
     if space is None or budget_samples is None or decisions is None:
         raise ValueError("space, budget_samples, decisions: required when job_factory is not a task name")
     spec = RunSpec(
@@ -134,6 +135,7 @@ def run(
         return runner.run(runner.start(), started)
     comm.barrier()  # every rank has looked before rank 0 writes
     created = not run_dir.path.exists()
+    parents = comm.from_root(lambda: _make_parents(run_dir.path.parent))
     with hold(run_dir, comm, new=True):
         if comm.rank == 0:
             run_dir.create(spec)
@@ -147,12 +149,48 @@ def run(
                 # generation is complete: leave nothing, the name stays free
                 if created and comm.rank == 0:
                     shutil.rmtree(run_dir.path, ignore_errors=True)
+                    _remove_empty(parents)
             elif isinstance(error, JOB_ERRORS):
                 _resumable(error, run_dir, state.decision)
             raise
 
 
 JOB_ERRORS = (JobFailed, JobContractError)
+
+
+def _job_factory(job_factory: JobFactory | str, device: str | None) -> JobFactory:
+    """The factory of a built-in task on ``device``, of a user's ``"module:attr"``, or as given.
+
+    A user's job places its own model: ``device`` applies to built-in tasks only."""
+    if isinstance(job_factory, str) and not is_user_task(job_factory):
+        return get_task(job_factory).on(device or "cpu")
+    if device not in (None, "cpu"):
+        raise ValueError(
+            f"device: {device!r} applies to the built-in tasks; a user's job puts its model on its device"
+        )
+    return load_factory(job_factory) if isinstance(job_factory, str) else job_factory
+
+
+def _make_parents(path: Path) -> list[str]:
+    """Make ``path`` and its missing parents; the ones made, deepest first, to remove on failure."""
+    made, missing = [], path
+    while not missing.exists() and missing != missing.parent:
+        made.append(str(missing))
+        missing = missing.parent
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        _remove_empty(made)
+        raise ValueError(f"logdir: cannot make {path} ({error.strerror or error})") from None
+    return made
+
+
+def _remove_empty(paths: list[str]) -> None:
+    for path in paths:  # deepest first; a directory something else wrote in stays
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
 
 
 def _resumable(error: Exception, run_dir: RunDir, decision: int) -> None:
@@ -182,12 +220,74 @@ def find_restart(logdir: Path) -> Path | None:
     return next((r.path for r in runs if is_restart_of(r)), None)
 
 
-def _factory(spec: RunSpec, job_factory: JobFactory | None) -> JobFactory:
+def _factory(spec: RunSpec, job_factory: JobFactory | None, device: str | None = None) -> JobFactory:
     if job_factory is not None:
-        return job_factory
+        return _job_factory(job_factory, device)
     if spec.task is None:
         raise ValueError("job_factory: this run was made with a custom job factory; pass the same one")
-    return task_factory(spec.task)
+    return _job_factory(spec.task, device)
+
+
+def _agent(directory: RunDir, spec: RunSpec) -> Agent:
+    """The run's agent, rebuilt from ``run.json``; a bad table is one line naming the file."""
+    if spec.agent is None:
+        raise ValueError("agent: this run's agent cannot be rebuilt from run.json; pass the same agent")
+    return build_agent_checked(spec.agent, f"run_dir: {directory.spec_file}: agent", spec.population)
+
+
+def check_resume(
+    run_dir: str | Path,
+    job_factory: JobFactory | None = None,
+    agent: Agent | None = None,
+    device: str | None = None,
+) -> None:
+    """Read and check everything :func:`resume` reads, changing nothing: ``run.json``, the agent,
+    the newest checkpoint (``run.pt`` and every member's file, each loaded into a fresh job of its
+    member) and the lineage it covers. One ``ValueError`` naming the file, if any is bad."""
+    directory = RunDir(run_dir)
+    spec = directory.spec()
+    agent = agent if agent is not None else _agent(directory, spec)
+    directory.refuse_legacy()
+    checkpoints = directory.checkpoints()
+    finished = directory.result_file.is_file()
+    if finished and not checkpoints:
+        raise ValueError(f"run_dir: {directory.path} is finished but holds no checkpoint to read")
+    factory = _factory(spec, job_factory, device)
+    if not checkpoints:
+        return
+    newest = checkpoints[-1]
+    saved = directory.check_checkpoint(newest)
+    if len(saved.members) != spec.population or saved.decision > spec.decisions:
+        raise ValueError(
+            f"checkpoint: {newest} holds {len(saved.members)} members at decision {saved.decision}; "
+            f"the run has {spec.population} members and {spec.decisions} decisions"
+        )
+    if finished and saved.decision != spec.decisions:
+        raise ValueError(
+            f"run_dir: {directory.path} has result.json but its newest checkpoint is decision "
+            f"{saved.decision} of {spec.decisions}; remove result.json to resume it"
+        )
+    directory.covered_lineage(saved.lineage_events)
+    try:
+        copy.deepcopy(agent).load_state_dict(copy.deepcopy(saved.agent))  # the caller's agent stays as it was
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise ValueError(
+            f"checkpoint: {newest / 'run.pt'} holds an agent state that does not fit its "
+            f"{type(agent).__name__} ({_one_line(error)})"
+        ) from None
+    for i, seed in enumerate(saved.seeds):
+        state = directory.load_member(newest, i)
+        try:
+            factory(seed).load_state_dict(state)
+        except Exception as error:  # wrong shapes, missing keys: whatever the job's own loader says
+            raise ValueError(
+                f"checkpoint: {newest / member_run(i)}.pt does not fit this run's job ({_one_line(error)})"
+            ) from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:160]}" if text else type(error).__name__
 
 
 def resume(
@@ -196,22 +296,22 @@ def resume(
     agent: Agent | None = None,
     progress: Progress | None = None,
     comm: Comm | None = None,
+    device: str | None = None,
 ) -> RunResult:
     """Continue a killed run from its newest complete checkpoint; the result equals an unbroken
-    run's. The number of ``torchrun`` ranks may differ from the run's first attempt.
+    run's. The number of ``torchrun`` ranks may differ from the run's first attempt, and a built-in
+    task's members may go on on another ``device``.
 
     A finished run (``result.json`` written) is not run again: its result is rebuilt from its
-    final checkpoint and nothing in the directory changes."""
+    final checkpoint and nothing in the directory changes. A bad file fails before anything
+    changes (see :func:`check_resume`)."""
     comm = comm or current_comm()
     directory = RunDir(run_dir)
     spec = directory.spec()
-    if agent is None:
-        if spec.agent is None:
-            raise ValueError("agent: this run's agent cannot be rebuilt from run.json; pass the same agent")
-        agent = build_agent(spec.agent)
+    agent = agent if agent is not None else _agent(directory, spec)
     finished = directory.result_file.is_file()
     observers = _observers(None if finished else directory, spec, agent, comm, progress, True)
-    runner = Runner(_factory(spec, job_factory), agent, spec, comm=comm, observers=observers)
+    runner = Runner(_factory(spec, job_factory, device), agent, spec, comm=comm, observers=observers)
     started = time.perf_counter()
     with hold(directory, comm, read_only=finished):
         checkpoints = directory.checkpoints()
@@ -225,12 +325,12 @@ def resume(
             state = runner.start()
         else:
             saved = directory.load_run(checkpoints[-1])
-            if finished:
-                lineage = directory.covered_lineage(saved.lineage_events)
-            else:
-                persistence = next(o for o in observers if isinstance(o, Persistence))
-                lineage = persistence.restore_lineage(saved)
+            lineage = directory.covered_lineage(saved.lineage_events)
+            # the jobs load first: a checkpoint that does not fit them fails before anything changes
             state = runner.restore(saved, lambda i: directory.load_member(checkpoints[-1], i), lineage)
+            if not finished:  # drop the events written after the checkpoint, before the kill
+                persistence = next(o for o in observers if isinstance(o, Persistence))
+                state.lineage = persistence.restore_lineage(saved)
         if finished:
             if state.decision != spec.decisions:
                 raise ValueError(
@@ -257,18 +357,43 @@ class ReplayResult:
     job_seed: int
 
 
-def replay(run_dir: str | Path, job_factory: JobFactory | None = None) -> ReplayResult:
+def replay(
+    run_dir: str | Path, job_factory: JobFactory | None = None, device: str | None = None
+) -> ReplayResult:
     """Retrain one fresh member, from the best member's original initialisation, on its trajectory
     rebuilt from ``lineage.jsonl`` alone, and report it beside the run's result."""
     directory = RunDir(run_dir)
     spec = directory.spec()
     result = directory.read_result()
+    best = result["best_member"]
+    factory = _factory(spec, job_factory, device)
+    trajectory = _trajectory(directory, best, spec)  # a bad lineage fails before the lock is taken
     with hold(directory, Local(), read_only=True):
-        trajectory = trajectory_from_lineage(directory.lineage(), result["best_member"])
-        member = Member(_factory(spec, job_factory)(result["seed_of_best_origin"]), trajectory[0][1])
+        trajectory = _trajectory(directory, best, spec)
+        member = Member(factory(result["seed_of_best_origin"]), trajectory[0][1])
         member.start()
         for (_, hp), samples in zip(trajectory, spec.intervals, strict=True):
             member.advance(hp, samples)
-    return ReplayResult(
-        trajectory, dict(member.last.metrics), result["best"]["metrics"], result["seed_of_best_origin"]
-    )
+    run_metrics = {k: math.nan if v is None else float(v) for k, v in result["best"]["metrics"].items()}
+    return ReplayResult(trajectory, dict(member.last.metrics), run_metrics, result["seed_of_best_origin"])
+
+
+def _trajectory(directory: RunDir, member: int, spec: RunSpec) -> list[tuple[int, Hyperparams]]:
+    """``member``'s whole trajectory from the lineage, one entry per decision, every one in the space."""
+    events = directory.finished_lineage()
+    where = f"lineage: {directory.lineage_file}"
+    try:
+        trajectory = trajectory_from_lineage(events, member)
+    except KeyError:
+        raise ValueError(
+            f"{where} lacks a training event of member {member} or an ancestor; its trajectory cannot be "
+            "rebuilt"
+        ) from None
+    if len(trajectory) != spec.decisions:
+        raise ValueError(
+            f"{where} holds {len(trajectory)} of member {member}'s {spec.decisions} intervals; "
+            "the run is not finished or the file was cut"
+        )
+    for _, hp in trajectory:
+        spec.space.check(hp, f"{where}: hparams")
+    return trajectory

@@ -35,18 +35,33 @@ class ProgressObserver(RunObserver):
             self.update(state.decision * len(members), self.decisions * len(members), best)
 
 
-def progress_bar(quiet: bool, label: str) -> tuple[Progress | None, Any]:
+class LazyBar:
+    """A tqdm bar made at the first update, so a run refused before training prints no bar:
+    an error is then the only line on stderr. ``close(failed=True)`` also erases it."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+
+    def update(self, done: int, total: int, best: float) -> None:
+        if self.bar is None:
+            from tqdm import tqdm  # only once a run trains: the command line starts without it
+
+            self.bar = tqdm(total=total, desc=self.label, unit="interval", dynamic_ncols=True, leave=True)
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.set_postfix_str(f"best val loss {best:.4f}", refresh=False)
+        self.bar.refresh()
+
+    def close(self, failed: bool = False) -> None:
+        if self.bar is not None:
+            self.bar.leave = not failed
+            self.bar.close()
+
+
+def progress_bar(quiet: bool, label: str) -> tuple[Progress | None, LazyBar | None]:
     """``(update, bar)``: pass ``update`` as a run's ``progress`` and close ``bar`` after; None when quiet."""
     if quiet:
         return None, None
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, desc=label, unit="interval", dynamic_ncols=True, leave=True)
-
-    def update(done: int, total: int, best: float) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(f"best val loss {best:.4f}", refresh=False)
-        bar.refresh()
-
-    return update, bar
+    bar = LazyBar(label)
+    return bar.update, bar

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 SCALE_RULES = ("sqrt", "linear", "none")
+MAX_LR = 1e6  # a larger learning rate overflows float32 steps; a bound above it is a typo
 EXTRA_SCALES = ("log", "linear")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -195,15 +196,17 @@ class HyperparamSpace:
         low, high = float(lr[0]), float(lr[1])
         if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
             raise ValueError(f"lr: expected finite bounds with 0 < low < high, got {self.lr!r}")
+        if high > MAX_LR:
+            raise ValueError(f"lr: expected bounds with high <= {MAX_LR:g}, got {self.lr!r}")
         ladder = _as_tuple(self.batch_size, "batch_size")
         if not ladder or not all(_is_int(v) and v >= 1 for v in ladder):
             raise ValueError(
-                f"batch_size: expected a non-empty ladder of positive integers, got {self.batch_size!r}"
+                f"batch_size: expected a non-empty ladder of positive integers, got {_cut(self.batch_size)}"
             )
         if any(b <= a for a, b in zip(ladder, ladder[1:])):
             raise ValueError(
                 "batch_size: expected a strictly increasing ladder without duplicates, "
-                f"got {self.batch_size!r}"
+                f"got {_cut(self.batch_size)}"
             )
         if self.scale_rule not in SCALE_RULES:
             raise ValueError(f"scale_rule: expected one of {', '.join(SCALE_RULES)}, got {self.scale_rule!r}")
@@ -339,6 +342,11 @@ def _check_name(name: Any) -> None:
             "extra: expected names of letters, digits and _ (not starting with a digit), other than "
             f"lr and batch_size, got {name!r}"
         )
+
+
+def _cut(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _as_tuple(value: object, field: str) -> tuple:

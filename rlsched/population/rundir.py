@@ -6,7 +6,9 @@
         run.json               RunSpec (format "rlsched.run/1")
         lineage.jsonl          lineage events, one per line, appended as they happen
         checkpoint-NNNNN/      the newest complete generation: run.pt + member-XX.pt per member id
-        result.json            once finished: every member's result, the best, its origin
+        result.json            once finished: every member's result, the best, its origin; a member
+                               whose own job raised in an interval lists it in ``failed_intervals``
+                               (decision and error; the interval's examples count as spent)
         member-XX/, best/      TensorBoard runs (written by rlsched.report)
         schedules.png          the schedule figure
         .lock                  while a run, resume or replay holds it (rlsched.population.lock)
@@ -15,6 +17,8 @@ Checkpoints are plain dicts of tensors and Python scalars (``weights_only=True``
 under a temporary name and renamed into place, so a kill never leaves a half-written one.
 Nothing is written through a symbolic link: a writer first refuses any link in the directory
 (:meth:`RunDir.refuse_links`), and files are created exclusively or renamed into place.
+Every reader checks what it reads (a file edited by hand, cut short or of another tool) and
+raises one ``ValueError`` naming the file and the field, never a ``KeyError`` or ``TypeError``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from rlsched.core.files import (
     append_bytes,
@@ -120,8 +126,8 @@ class RunDir:
             raise ValueError(f"run_dir: {self.path} is not an rlsched run directory (no run.json)")
         try:
             data = json.loads(self.spec_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"run_dir: {self.spec_file} is not valid JSON ({error})") from None
+        except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, nested too deep
+            raise ValueError(f"run_dir: {self.spec_file} is not valid JSON ({_first_line(error)})") from None
         if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
             raise ValueError(
                 f"run_dir: {self.spec_file} is not an rlsched run file (expected format {RUN_FORMAT!r})"
@@ -129,21 +135,31 @@ class RunDir:
         return data
 
     def spec(self) -> RunSpec:
-        """The run's settings from ``run.json``."""
+        """The run's settings from ``run.json``; one ``ValueError`` naming the file and field if bad."""
         data = self.read_json()
-        return RunSpec(
-            space=HyperparamSpace.from_dict(data["space"]),
-            population=data["population"],
-            budget_samples=data["budget_samples"],
-            decisions=data["decisions"],
-            initial=Hyperparams(**data["initial"]),
-            seed=data["seed"],
-            checkpoint_every=int(data.get("checkpoint_every", 1)),
-            task=data.get("task"),
-            agent=data.get("agent"),
-            launch=data.get("launch"),
-            probe_samples=data.get("probe_samples", 0),
-        )
+        where = f"run_dir: {self.spec_file}"
+        for key in ("space", "population", "budget_samples", "decisions", "initial", "seed"):
+            if key not in data:
+                raise ValueError(f"{where} lacks {key!r}")
+        space, initial = data["space"], data["initial"]
+        if not isinstance(space, dict) or not set(space) <= {"lr", "batch_size", "scale_rule", "extra"}:
+            raise ValueError(f"{where}: space: expected a table of lr, batch_size, scale_rule, extra")
+        try:
+            return RunSpec(
+                space=HyperparamSpace.from_dict(space),
+                population=data["population"],
+                budget_samples=data["budget_samples"],
+                decisions=data["decisions"],
+                initial=Hyperparams.from_dict(initial),
+                seed=data["seed"],
+                checkpoint_every=data.get("checkpoint_every", 1),
+                task=data.get("task"),
+                agent=data.get("agent"),
+                launch=data.get("launch"),
+                probe_samples=data.get("probe_samples", 0),
+            )
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
 
     # -- lineage.jsonl ----------------------------------------------------------------------
     @property
@@ -160,6 +176,19 @@ class RunDir:
         says how many events count)."""
         return self._read_lineage()[0]
 
+    def finished_lineage(self) -> list[Event]:
+        """Every event of a finished run; a ``ValueError`` naming the file when it is missing,
+        empty, or has a line that is not an event."""
+        if not self.lineage_file.is_file():
+            raise ValueError(f"lineage: {self.lineage_file} is missing; the run's history cannot be rebuilt")
+        events, problem = self._read_lineage()
+        if problem is not None:
+            line = len(events) + 1
+            raise ValueError(f"lineage: {self.lineage_file} line {line} is not an event ({problem})")
+        if not events:
+            raise ValueError(f"lineage: {self.lineage_file} is empty; the run's history cannot be rebuilt")
+        return events
+
     def _read_lineage(self) -> tuple[list[Event], str | None]:
         """The readable events, and why the line after them is not one (None: the file ended)."""
         if not self.lineage_file.exists():
@@ -168,7 +197,7 @@ class RunDir:
         for line in self.lineage_file.read_text(errors="replace").splitlines():
             try:
                 events.append(lineage.decode(json.loads(line)))
-            except (json.JSONDecodeError, ValueError) as error:
+            except (ValueError, TypeError, RecursionError) as error:  # JSONDecodeError is a ValueError
                 return events, str(error).splitlines()[0][:120] if str(error) else type(error).__name__
         return events, None
 
@@ -253,39 +282,36 @@ class RunDir:
 
     @staticmethod
     def load_run(checkpoint: Path) -> SavedRun:
-        data = load_checkpoint(checkpoint / "run.pt")
-        members = [
-            SavedMember(
-                Hyperparams(**m["hparams"]),
-                [Record.from_dict(r) for r in m["history"]],
-                float(m["train_seconds"]),
-                ProbeResult.from_dict(m["probe"]) if "probe" in m else None,
-            )
-            for m in data["members"]
-        ]
-        return SavedRun(
-            data["decision"],
-            list(data["seeds"]),
-            list(data["origins"]),
-            data["rng"],
-            data["agent"],
-            data["lineage_events"],
-            members,
-        )
+        """``run.pt`` of a generation checkpoint, checked field by field; one ``ValueError`` if bad."""
+        path = checkpoint / "run.pt"
+        data = load_checkpoint(path)
+        try:
+            return _saved_run(data)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            reason = f"lacks {error}" if isinstance(error, KeyError) else _first_line(error)
+            raise ValueError(f"checkpoint: {path} is not a complete run checkpoint ({reason})") from None
 
     @staticmethod
     def load_member(checkpoint: Path, member_id: int) -> dict[str, Any]:
-        return load_checkpoint(checkpoint / f"{member_run(member_id)}.pt")["job"]
+        path = checkpoint / f"{member_run(member_id)}.pt"
+        data = load_checkpoint(path)
+        if data.get("member", member_id) != member_id or not isinstance(data.get("job"), dict):
+            raise ValueError(
+                f"checkpoint: {path} is not member {member_id}'s checkpoint "
+                "(expected its 'member' id and a 'job' table)"
+            )
+        return data["job"]
 
     @staticmethod
-    def check_checkpoint(checkpoint: Path) -> None:
+    def check_checkpoint(checkpoint: Path) -> SavedRun:
         """Read and validate a generation checkpoint's every file; one clear ``ValueError`` if any is bad."""
-        run = load_checkpoint(checkpoint / "run.pt")
-        for i in range(len(run.get("members", []))):
+        saved = RunDir.load_run(checkpoint)
+        for i in range(len(saved.members)):
             member = checkpoint / f"{member_run(i)}.pt"
             if not member.is_file():
                 raise ValueError(f"checkpoint: {checkpoint} lacks {member.name} (an incomplete generation)")
-            load_checkpoint(member)
+            RunDir.load_member(checkpoint, i)
+        return saved
 
     # -- result.json ------------------------------------------------------------------------
     @property
@@ -297,19 +323,27 @@ class RunDir:
             self.result_file,
             {
                 "best_member": result.best.member_id,
-                "best": _member_json(result.best),
-                "members": [_member_json(r) for r in result.members],
+                "best": _member_json(result.best, result.failed_intervals(result.best.member_id)),
+                "members": [_member_json(r, result.failed_intervals(r.member_id)) for r in result.members],
                 "origin_of_best": result.best.origin,
                 "seed_of_best_origin": result.seed_of_best_origin,
             },
         )
 
     def read_result(self) -> dict[str, Any]:
+        """``result.json`` as written, checked for what ``replay`` reads; one ``ValueError`` if bad."""
         if not self.result_file.is_file():
             raise ValueError(
                 f"run_dir: {self.path} has no result.json; the run has not finished (resume it first)"
             )
-        return json.loads(self.result_file.read_text())
+        try:
+            data = json.loads(self.result_file.read_text())
+        except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, nested too deep
+            raise ValueError(f"result: {self.result_file} is not valid JSON ({_first_line(error)})") from None
+        problem = _result_problem(data)
+        if problem:
+            raise ValueError(f"result: {self.result_file} {problem}; rerun or resume the run to rewrite it")
+        return data
 
     # -- TensorBoard runs -------------------------------------------------------------------
     def member_dir(self, member_id: int) -> Path:
@@ -324,13 +358,89 @@ class RunDir:
         return self.path / "schedules.png"
 
 
-def _member_json(r: MemberResult) -> dict[str, Any]:
+def _member_json(r: MemberResult, failed: list[tuple[int, str]]) -> dict[str, Any]:
     return {
         "member": r.member_id,
         "metrics": r.metrics,
         "test_metrics": r.test_metrics,
         "hparams": r.hparams.to_dict(),
         "diverged": r.diverged,
+        "failed_intervals": [{"decision": d, "error": e} for d, e in failed],
         "origin": r.origin,
         "trajectory": [[s, hp.to_dict()] for s, hp in r.trajectory],
     }
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:160] if text else type(error).__name__
+
+
+def _integer(value: Any, name: str, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}"[:160])
+    return value
+
+
+def _saved_run(data: dict[str, Any]) -> SavedRun:
+    """A :class:`SavedRun` from ``run.pt``'s dict; ``KeyError``/``TypeError``/``ValueError`` if bad."""
+    members = [
+        SavedMember(
+            Hyperparams.from_dict(m["hparams"]),
+            [Record.from_dict(r) for r in m["history"]],
+            float(m["train_seconds"]),
+            ProbeResult.from_dict(m["probe"]) if "probe" in m else None,
+        )
+        for m in data["members"]
+    ]
+    seeds = [_integer(s, "seeds") for s in data["seeds"]]
+    origins = [_integer(o, "origins") for o in data["origins"]]
+    if not members or not len(seeds) == len(origins) == len(members):
+        raise ValueError(f"members, seeds, origins: expected one each per member, got {len(members)} members")
+    if any(o >= len(members) for o in origins):
+        raise ValueError(f"origins: expected member ids below {len(members)}")
+    decision = _integer(data["decision"], "decision")
+    for m in members:
+        if not m.history or m.history[-1].decision != decision:
+            raise ValueError(f"members: expected each history to end at decision {decision}")
+        if not all("loss" in r.metrics for r in m.history):
+            raise ValueError("members: a record of the history lacks its 'loss'")
+    rng = data["rng"]
+    np.random.default_rng().bit_generator.state = rng  # a bad generator state fails here
+    if not isinstance(data["agent"], dict):
+        raise ValueError(f"agent: expected the agent's state table, got {type(data['agent']).__name__}")
+    return SavedRun(
+        decision,
+        seeds,
+        origins,
+        rng,
+        data["agent"],
+        _integer(data["lineage_events"], "lineage_events"),
+        members,
+    )
+
+
+def _result_problem(data: Any) -> str | None:
+    """What ``result.json`` lacks for ``replay`` (best member, its metrics and origin seed), or None."""
+    if not isinstance(data, dict):
+        return "is not a table"
+    for key in ("best_member", "best", "members", "seed_of_best_origin"):
+        if key not in data:
+            return f"lacks {key!r}"
+    best, members = data["best"], data["members"]
+    if not isinstance(members, list) or not members:
+        return "has no members"
+    if isinstance(data["best_member"], bool) or data["best_member"] not in range(len(members)):
+        return f"best_member: expected a member id below {len(members)}, got {data['best_member']!r}"[:200]
+    seed = data["seed_of_best_origin"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        return f"seed_of_best_origin: expected an integer >= 0, got {seed!r}"[:200]
+    metrics = best.get("metrics") if isinstance(best, dict) else None
+    if not isinstance(metrics, dict) or "loss" not in metrics:
+        return "best.metrics: expected a table with the best member's loss"
+    numbers = (
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in metrics.values()
+    )
+    if not all(numbers):
+        return "best.metrics: expected numbers (null for a non-finite one)"
+    return None

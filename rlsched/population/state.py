@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from rlsched.core.checks import integer
+from rlsched.core.checks import MAX_DECISIONS, MAX_POPULATION, integer
 from rlsched.core.job import interval_sizes
 from rlsched.core.member import Member, Record
 from rlsched.core.probe import ProbeResult
 from rlsched.core.space import Hyperparams, HyperparamSpace
-from rlsched.population.lineage import Event
+from rlsched.population.lineage import Event, Train
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,16 @@ class RunSpec:
     probe_samples: int = 0
 
     def __post_init__(self) -> None:
-        integer(self.population, "population", 1)
+        integer(self.population, "population", 1, MAX_POPULATION)
+        integer(self.decisions, "decisions", 1, MAX_DECISIONS)  # before a list of that length is made
+        integer(self.seed, "seed", 0)
         integer(self.checkpoint_every, "checkpoint_every", 1)
         integer(self.probe_samples, "probe_samples", 0)
+        for name in ("task", "launch"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name}: expected a string or null, got {getattr(self, name)!r}")
+        if self.agent is not None and not isinstance(self.agent, dict):
+            raise ValueError(f"agent: expected a table with a type, got {self.agent!r}")
         interval_sizes(self.budget_samples, self.decisions)
         if self.probe_samples and self.budget_samples - self.probe_samples < self.decisions:
             raise ValueError(
@@ -119,6 +126,8 @@ class MemberResult:
 
 @dataclass
 class RunResult:
+    """Every member's result and the best; ``lineage`` holds every event of the run."""
+
     best: MemberResult
     members: list[MemberResult]
     lineage: list[Event]
@@ -128,3 +137,16 @@ class RunResult:
     logdir: Path | None = None
     rank_train_seconds: list[float] = field(default_factory=list)  # per torchrun rank (one in process)
     seed_of_best_origin: int = 0  # the job seed of the best member's origin: ``replay`` starts there
+
+    def failed_intervals(self, member_id: int) -> list[tuple[int, str]]:
+        """``(decision, error)`` of each interval in which the member's own job raised.
+
+        Such an interval counts as trained (its examples are spent) but has no record of training
+        (its metrics are NaN), so a member may end well after one without being ``diverged``; this
+        is how ``result.json`` and the command line report it honestly.
+        """
+        return [
+            (e.decision, e.error)
+            for e in self.lineage
+            if isinstance(e, Train) and e.member == member_id and e.error is not None
+        ]
