@@ -1,7 +1,7 @@
 """PriorEnv: the environment version-2 controllers are meta-trained on.
 
 Each task (a fresh draw from the zoo's ``family``) is probed once, its prior schedule (probe +
-warmup + cosine, batch size by the noise rule) is run once as the reference, and then
+warmup + cosine at the job's batch size) is run once as the reference, and then
 ``episodes_per_task`` episodes act on the same job from the same start. The reward measures the
 policy against the prior on the same job, so the neutral action scores exactly 0 and a policy
 can only earn by improving on the prior.
@@ -35,7 +35,7 @@ class PriorEnv(gym.Env):
 
     ``MultiDiscrete([5, 3])`` (see :mod:`rlsched.core.prior`): ``action[0]`` multiplies the LR's
     multiplier over the prior by ``(0.5, 0.7, 1, 1.4, 2)[a]``; ``action[1]`` moves the batch size
-    one rung down, by the gradient-noise rule, or one rung up. ``[2, 1]`` is the prior itself.
+    one rung down, keeps it, or one rung up. ``[2, 1]`` is the prior itself.
 
     ## Observation Space
 

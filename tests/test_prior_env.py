@@ -87,10 +87,10 @@ def neutral() -> Controller:
 
 
 def test_probe_cosine_and_the_neutral_controller_agree():
-    """A controller that always takes the neutral action is exactly probe + cosine (batch by noise)."""
+    """A controller that always takes the neutral action is exactly probe + cosine (batch kept)."""
     neutral_controller = neutral()
     a = rlsched.run("synthetic", neutral_controller, seed=3)
-    b = rlsched.run("synthetic", ProbeCosine(batch="noise"), seed=3)
+    b = rlsched.run("synthetic", ProbeCosine(), seed=3)
     assert a.best.trajectory == b.best.trajectory and a.best.metrics == b.best.metrics
 
 
@@ -128,4 +128,4 @@ def test_a_v2_controller_probes_then_follows_the_prior_in_a_plain_loop():
     )
     assert sched.samples == 6400 and len(sched.history) == 5
     # the probe's 320 examples are undone; decisions fall on the first step past each boundary
-    assert [r.samples for r in sched.history] == [0, 1536, 3072, 4608, 6080]
+    assert [r.samples for r in sched.history] == [0, 1536, 3040, 4576, 6080]
