@@ -65,3 +65,27 @@ def test_a_lineage_cut_short_after_the_checkpoint_still_resumes(tmp_path, monkey
     with (run_dir / "lineage.jsonl").open("a") as lineage:
         lineage.write('{"event": "train", "decis')  # a line cut short by a kill
     assert rlsched.resume(run_dir, Buggy, PBT()).best.val_loss < 1.0
+
+
+def test_a_full_disk_is_one_line_with_the_resume_hint_and_the_run_resumes(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import rlsched.core.files as files
+
+    real, writes = files.os.fsync, []
+
+    def fsync(fd):  # the disk fills up at the 6th file written atomically (a mid-run checkpoint)
+        writes.append(fd)
+        if len(writes) == 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    argv = ["run", "--set", "task=synthetic", "--set", "population=2", "--set", f"logdir={tmp_path}"]
+    assert main([*argv, "--set", "name=full", "--quiet"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "no space left on device while writing" in lines[0]
+    assert f"`rlsched resume {tmp_path / 'full'}`" in lines[0]
+    monkeypatch.setattr(files.os, "fsync", real)
+    assert main(["resume", str(tmp_path / "full"), "--quiet"]) == 0
+    assert (tmp_path / "full" / "result.json").is_file()

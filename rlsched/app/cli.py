@@ -27,6 +27,7 @@ needs when it runs: ``rlsched --help`` and ``--version`` answer without loading 
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import re
@@ -447,6 +448,7 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; bad input is one line on stderr and exit code 2 (see the module docstring)."""
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return args.handler(args)
@@ -454,8 +456,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_one_line(error, "rlsched: error: "), file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:  # the machine, not the input: a disk that filled up mid-run, say
-        print(_one_line(error, "rlsched: failed: "), file=sys.stderr)
+        message = _one_line(error, "rlsched: failed: ")
+        if error.errno == errno.ENOSPC:
+            where = getattr(args, "run_dir", None) or _run_dir_of(error.filename) or "RUN_DIR"
+            message = (
+                f"rlsched: failed: {_one_line(error, '')}; free some space, then `rlsched resume {where}` "
+                "goes on from the last complete generation"
+            )
+        print(message, file=sys.stderr)
         return EXIT_FAILED
+
+
+def _run_dir_of(filename: object) -> str | None:
+    """The run directory holding ``filename`` (the nearest folder above it with a run.json)."""
+    if not isinstance(filename, str):
+        return None
+    return next((str(p) for p in Path(filename).parents if (p / "run.json").is_file()), None)
 
 
 def _one_line(error: BaseException, prefix: str) -> str:

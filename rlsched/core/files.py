@@ -29,9 +29,21 @@ def atomic_write_bytes(path: Path, write) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise DiskFull(path) from None
         raise
+
+
+class DiskFull(OSError):
+    """No space left on the device while writing ``path``; the run resumes once space is freed."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(errno.ENOSPC, "no space left on device", str(path))
+
+    def __str__(self) -> str:
+        return f"no space left on device while writing {self.filename}"
 
 
 def append_bytes(path: Path, data: bytes) -> None:
