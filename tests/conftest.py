@@ -1,5 +1,13 @@
+import os
+import tempfile
+
 import pytest
 import torch
+
+
+def pytest_configure(config):
+    """Data the tests generate (MNIST-1D) is cached for this session only, never in ~/.cache."""
+    os.environ.setdefault("RLSCHED_CACHE_DIR", tempfile.mkdtemp(prefix="rlsched-test-cache-"))
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from rlsched import Hyperparams
+from rlsched.core.job import interval_sizes
 from rlsched.envs import TASKS, get_task, sample_task
+from rlsched.envs import tasks as tasks_module
+from rlsched.envs.data_cache import CACHE_DIR_VARIABLE, cache_dir, cached
 from rlsched.envs.distribution import DATA_SEEDS
 
 
@@ -34,6 +37,80 @@ def test_mnist1d_splits_are_disjoint_and_sized():
     assert set(data["y_train"].tolist()) == set(range(10))
     rows = {tuple(r) for r in data["x_train"][:, :5].tolist()}
     assert not rows & {tuple(r) for r in data["x_val"][:, :5].tolist()}
+
+
+def test_the_mnist1d_tasks_under_fit_their_data():
+    for name in ("mnist1d-mlp", "mnist1d-cnn"):
+        assert get_task(name).settings["train_size"] == tasks_module.MNIST1D_TRAIN_SIZE == 40_000
+        assert get_task(name).make_job(0).train_data.tensors[0].shape == (40_000, 40)
+
+
+@pytest.mark.parametrize("name", ["mnist1d-mlp", pytest.param("mnist1d-cnn", marks=pytest.mark.slow)])
+def test_val_loss_still_falls_at_the_end_of_a_constant_lr_run(name):
+    # At 4,000 examples the MLP's val loss bottomed near 1.1 at 20 % of the budget and ended above 2.
+    task = get_task(name)
+    job = task.make_job(0)
+    losses = []
+    for samples in interval_sizes(task.budget_samples, task.decisions):
+        job.train(task.initial, samples)
+        losses.append(job.evaluate()["loss"])
+    assert losses[-1] < 0.8 * losses[len(losses) // 2 - 1]  # the second half still gains 20 %
+    assert losses.index(min(losses)) >= len(losses) - 2  # the best is one of the last two
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(CACHE_DIR_VARIABLE, str(tmp_path / "here"))
+    assert cache_dir() == tmp_path / "here"
+    monkeypatch.delenv(CACHE_DIR_VARIABLE)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "rlsched"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "rlsched"
+
+
+def test_cached_data_is_saved_once_atomically_and_remade_when_damaged(tmp_path):
+    calls = []
+
+    def make():
+        calls.append(1)
+        return {"x": torch.arange(10.0)[:4], "y": torch.tensor([len(calls)])}
+
+    first = cached("k", make, tmp_path)
+    again = cached("k", make, tmp_path)
+    assert len(calls) == 1 and torch.equal(first["x"], again["x"]) and again["y"].item() == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["k.pt"]  # no temporary file left behind
+    assert again["x"].untyped_storage().nbytes() == 4 * 4  # the slice alone was saved, not its base
+    assert cached("k", make, tmp_path, valid=lambda d: d["y"].item() == 2)["y"].item() == 2
+    (tmp_path / "k.pt").write_bytes(b"not a checkpoint")
+    assert cached("k", make, tmp_path)["y"].item() == 3 and cached("k", make, tmp_path)["y"].item() == 3
+    torch.save({"x": [1, 2]}, tmp_path / "k.pt")  # not a dict of tensors
+    assert cached("k", make, tmp_path)["y"].item() == 4 and len(calls) == 4
+
+
+def test_an_unwritable_cache_folder_still_gives_the_data(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the folder should be")
+    assert cached("k", lambda: {"x": torch.ones(3)}, blocker / "cache")["x"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_mnist1d_data_is_read_from_the_cache_on_disk(monkeypatch, tmp_path):
+    monkeypatch.setenv(CACHE_DIR_VARIABLE, str(tmp_path))
+    make = tasks_module.mnist1d_data.__wrapped__  # past the in-memory cache
+    made = make(7, 100)
+    (entry,) = tmp_path.glob("mnist1d-*-seed7-train100.pt")
+
+    def fail(*args):
+        raise AssertionError("generated again")
+
+    monkeypatch.setattr(tasks_module, "_make_mnist1d", fail)
+    loaded = make(7, 100)
+    assert loaded.keys() == made.keys() and all(torch.equal(loaded[k], made[k]) for k in made)
+    assert loaded["x_train"].shape == (100, 40) and loaded["x_test"].shape == (1000, 40)
+    monkeypatch.undo()
+    monkeypatch.setenv(CACHE_DIR_VARIABLE, str(tmp_path))
+    torch.save({**made, "x_train": made["x_train"][:50]}, entry)  # a wrong size is made again
+    assert make(7, 100)["x_train"].shape == (100, 40)
 
 
 def test_job_seed_sets_init_and_order():
