@@ -1,4 +1,4 @@
-"""What the trainer integrations share: the logged names and two small helpers."""
+"""What the trainer integrations share: the logged names, their arguments' checks and two helpers."""
 
 from __future__ import annotations
 
@@ -6,10 +6,21 @@ import dataclasses
 
 import torch
 
+from rlsched.core.checks import integer
 from rlsched.core.space import HyperparamSpace
 
 LR_TAG = "sched/lr"  # the names rlsched's own TensorBoard logs use
 BATCH_SIZE_TAG = "sched/batch_size"
+
+
+def checked(space: HyperparamSpace, budget_samples: int | None) -> int | None:
+    """``budget_samples`` checked (a positive integer, or None: the trainer's own length), after
+    ``space``."""
+    if not isinstance(space, HyperparamSpace):
+        raise TypeError(f"space: expected a rlsched.HyperparamSpace, got {type(space).__name__}")
+    if budget_samples is None:
+        return None
+    return integer(budget_samples, "budget_samples", 1, what="a positive integer or None")
 
 
 def fixed_batch_size(space: HyperparamSpace, batch_size: int) -> HyperparamSpace:

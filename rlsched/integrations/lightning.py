@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from rlsched.app.scheduler import AdaptiveScheduler
 from rlsched.core.space import HyperparamSpace
-from rlsched.integrations._common import BATCH_SIZE_TAG, LR_TAG, fixed_batch_size, weighted_loss
+from rlsched.integrations._common import BATCH_SIZE_TAG, LR_TAG, checked, fixed_batch_size, weighted_loss
 from rlsched.train.sampler import DynamicBatchSampler
 
 if importlib.util.find_spec("lightning") is not None:
@@ -94,11 +94,8 @@ class AdaptiveSchedulerCallback(Callback):
         stop_at_budget: bool = True,
         deterministic: bool = True,
     ) -> None:
-        if not isinstance(space, HyperparamSpace):
-            raise TypeError(f"space: expected a rlsched.HyperparamSpace, got {type(space).__name__}")
-        if budget_samples is not None and int(budget_samples) < 1:
-            raise ValueError(f"budget_samples: expected a positive integer or None, got {budget_samples!r}")
-        self.space, self.budget_samples, self.decisions = space, budget_samples, int(decisions)
+        self.budget_samples = checked(space, budget_samples)
+        self.space, self.decisions = space, int(decisions)
         self.controller, self.monitor, self.batch_size_attr = controller, monitor, batch_size_attr
         self.stop_at_budget, self.deterministic = stop_at_budget, deterministic
         self.scheduler: AdaptiveScheduler | None = None

@@ -34,7 +34,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from rlsched.app.scheduler import AdaptiveScheduler
 from rlsched.core.space import HyperparamSpace
-from rlsched.integrations._common import BATCH_SIZE_TAG, LR_TAG, fixed_batch_size, weighted_loss
+from rlsched.integrations._common import BATCH_SIZE_TAG, LR_TAG, checked, fixed_batch_size, weighted_loss
 from rlsched.train.sampler import DynamicBatchSampler
 
 __all__ = ["AdaptiveSchedulerCallback"]
@@ -93,11 +93,8 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         stop_at_budget: bool = True,
         deterministic: bool = True,
     ) -> None:
-        if not isinstance(space, HyperparamSpace):
-            raise TypeError(f"space: expected a rlsched.HyperparamSpace, got {type(space).__name__}")
-        if budget_samples is not None and int(budget_samples) < 1:
-            raise ValueError(f"budget_samples: expected a positive integer or None, got {budget_samples!r}")
-        self.space, self.budget_samples, self.decisions = space, budget_samples, int(decisions)
+        self.budget_samples = checked(space, budget_samples)
+        self.space, self.decisions = space, int(decisions)
         self.controller, self.monitor = controller, monitor
         self.stop_at_budget, self.deterministic = stop_at_budget, deterministic
         self.scheduler: AdaptiveScheduler | None = None
