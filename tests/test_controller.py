@@ -4,6 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from forced import forced
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -13,18 +14,6 @@ from rlsched.agents import PBT, Controller
 from rlsched.agents.ppo import PPOArgs, make_vector, train_ppo
 from rlsched.envs import FEATURES
 from rlsched.population.lineage import Clone, Explore
-
-
-def forced(lr_index, batch_index):
-    """A controller whose greedy action is always [lr_index, batch_index]."""
-    controller = Controller(version=1)
-    last = controller.net.actor[-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.fill_(-5.0)
-        last.bias[lr_index] = 5.0
-        last.bias[5 + batch_index] = 5.0
-    return controller
 
 
 def test_save_load_round_trip_and_metadata(tmp_path):

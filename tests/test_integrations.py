@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from forced import forced
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -12,18 +13,6 @@ from rlsched import DynamicBatchSampler, HyperparamSpace
 from rlsched.agents.controller import Controller
 
 SPACE = HyperparamSpace(lr=(1e-3, 1.0), batch_size=(16, 32, 64), scale_rule="none")
-
-
-def forced(lr_index, batch_index):
-    """A controller whose greedy action is always [lr_index, batch_index] (4: LR x2; 2: a rung up)."""
-    controller = Controller(version=1)
-    last = controller.net.actor[-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.fill_(-5.0)
-        last.bias[lr_index] = 5.0
-        last.bias[5 + batch_index] = 5.0
-    return controller
 
 
 def regression(n, seed):
