@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from tensorboard_data_server import server_binary
+from test_tensorboard import get
 from torch.utils.tensorboard import SummaryWriter
 
 import rlsched
@@ -154,16 +155,6 @@ def test_twice_killed_run_equals_the_unbroken_one_in_every_loader(tmp_path, unbr
 
 
 STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
-
-
-def get(base, path, body=None):
-    request = urllib.request.Request(
-        base + path,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def served(logdir, load_fast):
