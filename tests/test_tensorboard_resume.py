@@ -113,7 +113,7 @@ def multiplexed(logdir, mux=None):
 def content(plugin_data):
     """A time series' plugin content; HParams' as a dict (a protobuf map's bytes have no fixed order)."""
     if plugin_data.plugin_name == "hparams":
-        return MessageToDict(HParamsPluginData.FromString(plugin_data.content))
+        return json.dumps(MessageToDict(HParamsPluginData.FromString(plugin_data.content)), sort_keys=True)
     return plugin_data.content
 
 
