@@ -69,7 +69,7 @@ def lightning_setup():
             if not trainer.sanity_checking:
                 self.vals.append(float(trainer.callback_metrics["val_loss"]))
 
-    def fit(model, callback, tmp_path, **trainer_args):
+    def fit(model, callback, tmp_path, ckpt_path=None, **trainer_args):
         recorder = Recorder(callback)
         trainer = pl.Trainer(
             accelerator="cpu",
@@ -82,7 +82,7 @@ def lightning_setup():
             callbacks=[callback, recorder],
             **trainer_args,
         )
-        trainer.fit(model)
+        trainer.fit(model, ckpt_path=ckpt_path, **({"weights_only": True} if ckpt_path else {}))
         return trainer, recorder
 
     return Regression, AdaptiveSchedulerCallback, fit
@@ -153,6 +153,30 @@ def test_lightning_runs_a_version_2_controllers_probe_then_follows_it(tmp_path):
     assert all(math.isfinite(r.val_loss) for r in sched.history)
 
 
+def test_lightning_resumes_the_schedule_from_a_checkpoint(tmp_path):
+    """fit(ckpt_path=...) from mid-interval continues as the unbroken fit: the same LR at each step."""
+    Regression, Callback, fit = lightning_setup()
+
+    def callback():
+        return Callback(SPACE, budget_samples=12 * 16, decisions=4, controller=forced(4, 2))
+
+    space_warning = pytest.warns(UserWarning, match="batch size stays at 16")
+    with space_warning:
+        _, unbroken = fit(Regression(), callback(), None, max_steps=12, limit_val_batches=0)
+    first = callback()
+    with space_warning:
+        trainer, _ = fit(Regression(), first, None, max_steps=5, limit_val_batches=0)  # mid-interval
+    trainer.save_checkpoint(tmp_path / "five.ckpt")
+    resumed = callback()
+    with space_warning:
+        _, rec = fit(
+            Regression(), resumed, None, max_steps=12, limit_val_batches=0, ckpt_path=tmp_path / "five.ckpt"
+        )
+    assert resumed.scheduler.samples == 12 * 16 and resumed.scheduler.done
+    assert len(resumed.scheduler.history) == len(first.scheduler.history) + 3  # decisions 2, 3 and 4
+    assert rec.lrs == unbroken.lrs[5:]  # steps 6 to 12, each at the unbroken fit's LR
+
+
 def test_lightning_says_what_is_wrong():
     Regression, Callback, fit = lightning_setup()
 
@@ -191,19 +215,18 @@ class TinyRegressor(nn.Module):
         return out
 
 
-def test_transformers_lr_follows_the_controller_over_trainers_schedule(tmp_path):
+def hf_trainer(tmp_path, callback, **overrides):
+    """A Trainer on the tiny regression, with ``callback``; returns it and the LR each step ran at
+    (beside the LR the controller had decided)."""
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    from rlsched.integrations.transformers import AdaptiveSchedulerCallback
-
-    callback = AdaptiveSchedulerCallback(SPACE, decisions=4, controller=forced(4, 2))
     used = []
 
     class Recorder(transformers.TrainerCallback):
         def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
             used.append((optimizer.param_groups[0]["lr"], callback.scheduler.hparams.lr))
 
-    args = transformers.TrainingArguments(
+    settings = dict(
         output_dir=str(tmp_path),
         per_device_train_batch_size=16,
         per_device_eval_batch_size=64,
@@ -221,6 +244,7 @@ def test_transformers_lr_follows_the_controller_over_trainers_schedule(tmp_path)
         disable_tqdm=True,
         seed=0,
     )
+    args = transformers.TrainingArguments(**{**settings, **overrides})
     trainer = transformers.Trainer(
         model=TinyRegressor(),
         args=args,
@@ -228,6 +252,18 @@ def test_transformers_lr_follows_the_controller_over_trainers_schedule(tmp_path)
         eval_dataset=Pairs(64, 1),
         callbacks=[callback, Recorder()],
     )
+    return trainer, used
+
+
+def hf_callback():
+    from rlsched.integrations.transformers import AdaptiveSchedulerCallback
+
+    return AdaptiveSchedulerCallback(SPACE, decisions=4, controller=forced(4, 2))
+
+
+def test_transformers_lr_follows_the_controller_over_trainers_schedule(tmp_path):
+    callback = hf_callback()
+    trainer, used = hf_trainer(tmp_path, callback)
     with pytest.warns(UserWarning, match="batch size stays at 16") as caught:
         trainer.train()
     assert not [w for w in caught if "sets the LR" in str(w.message)]  # the scheduler saw no other LR
@@ -242,3 +278,24 @@ def test_transformers_lr_follows_the_controller_over_trainers_schedule(tmp_path)
     assert train_logs[-1]["sched/lr"] == pytest.approx(0.08)
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
     assert len(evals) == 4 and [r.val_loss for r in sched.history[1:]] == pytest.approx(evals)
+
+
+def test_transformers_resumes_the_schedule_from_a_checkpoint(tmp_path):
+    """train(resume_from_checkpoint=...) from mid-interval runs each later step at the unbroken LR."""
+    from rlsched.integrations.transformers import STATE_FILE
+
+    saving = dict(save_strategy="steps", save_steps=5, eval_strategy="no")
+    unbroken, used = hf_trainer(tmp_path, hf_callback(), **saving)
+    with pytest.warns(UserWarning, match="batch size stays"):
+        unbroken.train()
+    assert (tmp_path / "checkpoint-5" / STATE_FILE).is_file()
+    callback = hf_callback()
+    resumed, used_after = hf_trainer(tmp_path, callback, **saving)
+    with pytest.warns(UserWarning, match="batch size stays"):
+        resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-5"))
+    assert callback.scheduler.samples == 12 * 16 and callback.scheduler.done
+    assert used_after == used[5:]  # steps 6 to 12, each at the LR of the unbroken run
+    (tmp_path / "checkpoint-10" / STATE_FILE).unlink()  # a checkpoint saved without the callback
+    restarted, _ = hf_trainer(tmp_path, hf_callback(), **saving)
+    with pytest.warns(UserWarning, match="resumes at step 10 but .* does not exist; the controller starts"):
+        restarted.train(resume_from_checkpoint=str(tmp_path / "checkpoint-10"))

@@ -80,6 +80,10 @@ class AdaptiveSchedulerCallback(Callback):
     The controller owns the LR: ``configure_optimizers`` must return one optimizer and no LR
     scheduler. ``scheduler`` is the AdaptiveScheduler once training runs, ``batch_size_mode`` one of
     ``"sampler"``, ``"attribute"``, ``"fixed"``.
+
+    Lightning's checkpoints hold the scheduler's state (:meth:`state_dict`), so
+    ``trainer.fit(model, ckpt_path=...)`` continues the controller's schedule where the checkpoint
+    was taken, mid-interval or during the LR range probe, with the same budget and decisions.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class AdaptiveSchedulerCallback(Callback):
         self._sampler: DynamicBatchSampler | None = None
         self._parts: list[tuple[torch.Tensor, int]] = []  # micro-batches of the step being accumulated
         self._global_step = 0
+        self._restored: dict[str, Any] | None = None  # a checkpoint's state, loaded at the first batch
 
     # -- set-up at the first batch ---------------------------------------------------------------
     def _optimizer(self, trainer: Trainer) -> torch.optim.Optimizer:
@@ -176,6 +181,9 @@ class AdaptiveSchedulerCallback(Callback):
             deterministic=self.deterministic,
             model=pl_module,
         )
+        if self._restored is not None:
+            self.scheduler.load_state_dict(self._restored)
+            self._restored = None
         self._global_step = trainer.global_step
         self._push_batch_size(pl_module)
 
@@ -186,6 +194,17 @@ class AdaptiveSchedulerCallback(Callback):
         size = self._sampler.batch_size
         if lightning_getattr(pl_module, self.batch_size_attr) != size:
             lightning_setattr(pl_module, self.batch_size_attr, size)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What Lightning saves in a checkpoint: the scheduler's state (tensors and Python scalars)."""
+        if self.scheduler is None:
+            return {} if self._restored is None else {"scheduler": self._restored}
+        return {"scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep a checkpoint's state; the scheduler takes it at the first batch, once it exists."""
+        self._restored = state_dict.get("scheduler")
 
     # -- the hooks -------------------------------------------------------------------------------
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

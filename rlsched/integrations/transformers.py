@@ -27,17 +27,21 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from rlsched.app.scheduler import AdaptiveScheduler
+from rlsched.core.files import load_checkpoint, save_checkpoint
 from rlsched.core.space import HyperparamSpace
 from rlsched.integrations._common import BATCH_SIZE_TAG, LR_TAG, checked, fixed_batch_size, weighted_loss
 from rlsched.train.sampler import DynamicBatchSampler
 
-__all__ = ["AdaptiveSchedulerCallback"]
+__all__ = ["STATE_FILE", "AdaptiveSchedulerCallback"]
+
+STATE_FILE = "rlsched_scheduler.pt"  # the scheduler's state, in each of Trainer's checkpoint folders
 
 
 def _unwrap(obj: Any, inner: type) -> Any:
@@ -80,6 +84,12 @@ class AdaptiveSchedulerCallback(TrainerCallback):
     The model's forward must return its loss (``{"loss": ...}`` or an output with ``.loss``), as
     Trainer's default ``compute_loss`` expects. ``scheduler`` is the AdaptiveScheduler once training
     runs. One process: each process of a distributed run would decide on its own.
+
+    Each checkpoint Trainer saves gets the scheduler's state as ``rlsched_scheduler.pt`` in its
+    folder, so ``trainer.train(resume_from_checkpoint=...)`` continues the controller's schedule
+    where it was. The state is looked up in ``<output_dir>/checkpoint-<step>``, the folder Trainer
+    saved at that step; a checkpoint without it (saved without the callback, or moved elsewhere)
+    gets a warning, and the controller starts afresh at that step.
     """
 
     def __init__(
@@ -136,6 +146,8 @@ class AdaptiveSchedulerCallback(TrainerCallback):
             deterministic=self.deterministic,
             model=model,
         )
+        if state.global_step > 0:  # train(resume_from_checkpoint=...): Trainer restored its state
+            self._resume(args, state)
         self._parts = []
         if self._hook is not None:
             self._hook.remove()
@@ -213,12 +225,33 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(extra)  # Trainer stored its copy before calling us
 
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        """Trainer has just saved ``checkpoint-<step>``: the scheduler's state goes beside it."""
+        folder = self._checkpoint(args, state)
+        if self.scheduler is not None and args.should_save and folder.is_dir():
+            save_checkpoint(folder / STATE_FILE, self.scheduler.state_dict())
+
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
 
     # -- inside ----------------------------------------------------------------------------------
+    @staticmethod
+    def _checkpoint(args: TrainingArguments, state: TrainerState) -> Path:
+        return Path(args.output_dir) / f"checkpoint-{state.global_step}"
+
+    def _resume(self, args: TrainingArguments, state: TrainerState) -> None:
+        path = self._checkpoint(args, state) / STATE_FILE
+        if not path.is_file():
+            warnings.warn(
+                f"AdaptiveSchedulerCallback: training resumes at step {state.global_step} but {path} "
+                f"does not exist; the controller starts afresh at this step",
+                stacklevel=3,
+            )
+            return
+        self.scheduler.load_state_dict(load_checkpoint(path))
+
     def _capture_loss(
         self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any], output: Any
     ) -> None:
