@@ -240,6 +240,31 @@ def test_every_interval_non_finite_marks_divergence():
     assert run.sched.history[1].diverged and run.sched.history[1].stats.nonfinite
 
 
+def test_mixed_precision_steps_that_grad_scaler_skips_are_not_divergence():
+    """fp16 autocast with a GradScaler that overflows every few steps (its scale doubles after each
+    good one): the skipped steps' infinite gradients stay out of the statistics."""
+    run = make(budget=2560)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**20, growth_interval=1)
+    skipped = []
+    while not run.sched.done:
+        for xb, yb in run.loader:
+            with torch.autocast("cpu", dtype=torch.float16):
+                loss = nn.functional.cross_entropy(run.model(xb), yb)
+            scaler.scale(loss).backward()
+            scale = scaler.get_scale()
+            scaler.step(run.optimizer)  # unscales the gradients first
+            scaler.update()
+            skipped.append(scaler.get_scale() < scale)
+            run.sched.step(loss)
+            run.optimizer.zero_grad()
+            if run.sched.done:
+                break
+    assert sum(skipped) > len(skipped) / 4  # many steps skipped, measured ones among them
+    for record in run.sched.history[1:]:
+        assert not record.diverged and not record.stats.nonfinite
+        assert 0 < record.stats.grad_norm < 100  # unscaled gradients: no factor of 2**20 in them
+
+
 def test_the_sample_count_follows_the_real_batches_across_epoch_ends():
     run = make()
     trace, _ = natural_loop(run, report=False)

@@ -75,6 +75,9 @@ class AdaptiveScheduler:
     Leave ``step``'s ``batch_size`` out: each step then counts the batch the sampler yielded for
     it (an epoch's smaller last batch too). A non-finite loss is left out of its interval's
     statistics (one warning); an interval of only non-finite losses marks the run as diverged.
+    Mixed precision: call ``step`` after ``scaler.step(optimizer)``, which unscales the gradients;
+    a step GradScaler skips (non-finite gradients, finite loss) is left out of the gradient
+    statistics and is not taken for divergence.
     ``state_dict()`` after any step (sampler position, probe and the interval's partial
     statistics included), saved with the model and optimizer, continues the same schedule
     exactly. Another LR scheduler on the same optimizer gets a warning: rlsched owns the LR.
@@ -162,7 +165,9 @@ class AdaptiveScheduler:
         k = len(self._sizes)
         self._gradients.after_step(k - 1)
         measured = k in self._gradients.firsts or k in self._gradients.seconds
-        if not measured or math.isfinite(float(loss)):  # a non-finite step's gradients are left out too
+        # A non-finite step's gradients are left out too, and so are non-finite gradients of a
+        # finite loss: a mixed-precision step that GradScaler skipped (the weights did not move).
+        if not measured or (math.isfinite(float(loss)) and self._finite_gradients()):
             self._gradients.before_step(k, size)
         self._losses.append(loss)
         self._sizes.append(size)
@@ -185,6 +190,9 @@ class AdaptiveScheduler:
             self._decide(record.stats)
         elif self._interval_done:
             self._decide()
+
+    def _finite_gradients(self) -> bool:
+        return all(bool(torch.isfinite(p.grad).all()) for p in self._params if p.grad is not None)
 
     def get_last_lr(self) -> list[float]:
         """The LR of every parameter group, as torch's schedulers report it."""
