@@ -276,7 +276,7 @@ FLAGS = [
     (["run", "good.toml", "--device", "cuda:x"], "--device: expected cpu, cuda or cuda:N"),
     (["run", "good.toml", "--device", "cuda:99"], "--device: cuda:99 is not available"),
     (["replay", "runs/ok", "--device", "mps"], "--device: expected cpu, cuda or cuda:N"),
-    (["compare", "compare.toml", "--device", "cpu"], "unrecognized arguments: --device cpu"),
+    (["compare", "compare.toml", "--device", "tpu"], "--device: expected cpu, cuda or cuda:N, got 'tpu'"),
     (["tasks", "--threads", "2"], "unrecognized arguments: --threads 2"),
     (run_set("novalue"), "--set: expected key=value, got 'novalue'"),
     (run_set("=5"), "--set: expected key=value"),
@@ -290,6 +290,7 @@ else:
     FLAGS += [
         (["run", "good.toml", "--device", "cuda"], "--device: cuda is not available"),
         (["resume", "runs/ok", "--device", "cuda:0"], "--device: cuda:0 is not available"),
+        (["compare", "compare.toml", "--device", "cuda"], "--device: cuda is not available"),
     ]
 
 CONFIG_FILES = [

@@ -140,7 +140,7 @@ def test_run_resume_replay_tasks_and_compare(workdir):
         'lr = [0.02, 0.2]\nbatch_size = [32]\nschedule = "cosine"\n'
         '[agents.alone]\ntype = "Fixed"\npopulation = 1\n'
     )
-    out = rlsched("compare", "cmp.toml", "--quiet", cwd=workdir)
+    out = rlsched("compare", "cmp.toml", "--quiet", "--device", "cpu", cwd=workdir)
     assert out.returncode == 0, out.stderr
     results = json.loads((workdir / "runs" / "cmp" / "results.json").read_text())
     ranking = results["ranking"]

@@ -97,6 +97,13 @@ def _setup(args: argparse.Namespace) -> str | None:
     return f"cuda:{index}"
 
 
+def _check_device_task(device: str | None, task: str) -> None:
+    from rlsched.app.config import is_user_task
+
+    if device not in (None, "cpu") and is_user_task(task):
+        raise ValueError(f"--device: applies to the built-in tasks; task {task!r} places its own model")
+
+
 # -- reports ------------------------------------------------------------------------------------
 def _hp_text(hp) -> str:
     """``lr, batch size`` and each extra as ``name value``."""
@@ -164,7 +171,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         apply_sets,
         build_agent_checked,
         check_output_dir,
-        is_user_task,
         read_toml,
         run_config,
     )
@@ -177,10 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = apply_sets(data, args.set or [])
     resolved = run_config(data)
     config = resolved.config
-    if device not in (None, "cpu") and is_user_task(config.task):
-        raise ValueError(
-            f"--device: applies to the built-in tasks; task {config.task!r} places its own model"
-        )
+    _check_device_task(device, config.task)
     agent = build_agent_checked(config.agent, "agent", config.population)
     comm = current_comm()  # under torchrun: this rank's share of the population
 
@@ -303,9 +306,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if under_torchrun():
         raise ValueError("compare: runs in one process; under torchrun, launch `rlsched run CONFIG`")
-    _setup(args)
+    device = _setup(args)
     data = apply_sets(read_toml(args.config), args.set or [])
     config, space, initial, budget, decisions = compare_config(data)
+    _check_device_task(device, config.task)
     root = Path(config.logdir) / config.name
     check_output_dir(config.logdir, "logdir")
     check_output_dir(root, "name")
@@ -319,7 +323,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         labels[slug(label)] = label
     if (root / "results.json").exists() or any(root.glob("*/seed-*/run.json")):
         raise ValueError(f"name: {root} already holds a comparison; choose another name")
-    table = compare(config, space, initial, budget, decisions, quiet=args.quiet)
+    table = compare(config, space, initial, budget, decisions, quiet=args.quiet, device=device)
     print(table)
     print(f"\nresults: {root / 'results.json'}, {root / 'results.csv'}, {root / 'comparison.png'}")
     print(f"view: tensorboard --logdir {root / SUMMARY}   (every agent's and seed's runs: --logdir {root})")
@@ -422,7 +426,7 @@ def build_parser() -> Parser:
     compare = sub.add_parser("compare", help="several agents at equal compute, ranked")
     compare.add_argument("config", help="TOML compare config (see experiments/compare*.toml)")
     _with_config(compare)
-    _common(compare)
+    _common(compare, device=True)
     compare.set_defaults(handler=cmd_compare)
     replay = sub.add_parser("replay", help="retrain a fresh member on a finished run's best schedule")
     replay.add_argument("run_dir")

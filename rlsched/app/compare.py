@@ -65,7 +65,10 @@ def compare(
     decisions: int,
     *,
     quiet: bool = False,
+    device: str | None = None,
 ) -> str:
+    """Run every agent of ``config`` on every seed (the built-in tasks on ``device``) and write the
+    comparison; returns its table."""
     root = Path(config.logdir) / config.name
     for label in config.agents:
         if slug(label) == SUMMARY:
@@ -94,6 +97,7 @@ def compare(
                         name=f"seed-{seed}",
                         seed=seed,
                         progress=update,
+                        device=device,
                     )
                 )
             finally:
