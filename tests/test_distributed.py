@@ -244,16 +244,21 @@ def test_a_run_killed_in_process_resumes_on_two_ranks(tmp_path, one_thread):
     same_run(run_dir, in_process(tmp_path, budget, decisions))
 
 
-def test_compare_refuses_torchrun_with_one_clear_line(tmp_path):
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (["compare", "c.toml"], "compare: runs in one process"),
+        (["replay", "runs/x"], "replay: retrains one member in one process; run it without torchrun"),
+    ],
+)
+def test_one_process_commands_refuse_torchrun_with_one_clear_line(tmp_path, command, message):
     (tmp_path / "c.toml").write_text('task = "synthetic"\nseeds = [0]\n[agents.a]\ntype = "PBT"\n')
     out = subprocess.run(
-        [sys.executable, "-m", "rlsched", "compare", "c.toml"],
+        [sys.executable, "-m", "rlsched", *command],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         env={**os.environ, "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "x"},
     )
-    assert (
-        out.returncode == 2 and out.stderr.count("\n") == 1 and "compare: runs in one process" in out.stderr
-    )
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]

@@ -286,7 +286,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from rlsched.app.experiment import replay
+    from rlsched.population.comm import under_torchrun
 
+    if under_torchrun():  # one member: each rank would retrain it and take the run's lock
+        raise ValueError("replay: retrains one member in one process; run it without torchrun")
     device = _setup(args)
     run_dir = _run_dir(args.run_dir)
     replayed = replay(run_dir, device=device)
