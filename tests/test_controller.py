@@ -110,8 +110,9 @@ def test_ppo_runs_on_training_envs():
     assert history["steps"] == 40 and len(history["episode_returns"]) == 8
 
 
-def test_stable_baselines3_trains_on_training_env():
+def test_stable_baselines3_trains_on_training_env(tmp_path, monkeypatch):
     sb3 = pytest.importorskip("stable_baselines3")
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path))  # its logger makes a folder, by default in /tmp
     env = rlsched.envs.get_task("synthetic").make_env(budget_samples=2000)
     model = sb3.PPO("MlpPolicy", env, n_steps=20, batch_size=10, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=40)
