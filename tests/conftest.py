@@ -1,13 +1,23 @@
 import os
+import shutil
 import tempfile
 
 import pytest
 import torch
 
+_CACHE: list[str] = []  # the cache folder this session made, removed at its end
+
 
 def pytest_configure(config):
     """Data the tests generate (MNIST-1D) is cached for this session only, never in ~/.cache."""
-    os.environ.setdefault("RLSCHED_CACHE_DIR", tempfile.mkdtemp(prefix="rlsched-test-cache-"))
+    if "RLSCHED_CACHE_DIR" not in os.environ:
+        _CACHE.append(tempfile.mkdtemp(prefix="rlsched-test-cache-"))
+        os.environ["RLSCHED_CACHE_DIR"] = _CACHE[0]
+
+
+def pytest_unconfigure(config):
+    for path in _CACHE:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
