@@ -118,19 +118,34 @@ def geomean(values: list[float]) -> float:
     return math.exp(statistics.mean(math.log(v) for v in values)) if all(v > 0 for v in values) else math.inf
 
 
-def report(table: dict[str, dict[str, list[dict]]], names: list[str]) -> None:
-    mean = {
-        t: {n: statistics.mean(r["val_loss"] for r in rows[n]) for n in names} for t, rows in table.items()
-    }
-    print("\n| task | " + " | ".join(names) + " |")
+def per_task(
+    table: dict[str, dict[str, list[dict]]], names: list[str], key: str, title: str, *, bold=min, digits=4
+) -> dict[str, dict[str, float]]:
+    """Print one markdown table of ``key``'s mean over seeds, per task and method (``bold``: which
+    value to mark, or None); returns the means."""
+    mean = {t: {n: statistics.mean(r[key] for r in rows[n]) for n in names} for t, rows in table.items()}
+    print(f"\n{title}\n\n| task | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for t, row in mean.items():
-        best = min(row.values())
-        print(
-            f"| {t} | "
-            + " | ".join(f"**{row[n]:.4f}**" if row[n] == best else f"{row[n]:.4f}" for n in names)
-            + " |"
-        )
+        best = bold([v for v in row.values() if not math.isnan(v)], default=math.nan) if bold else math.nan
+        cells = [f"**{row[n]:.{digits}f}**" if row[n] == best else f"{row[n]:.{digits}f}" for n in names]
+        print(f"| {t} | " + " | ".join(cells) + " |")
+    return mean
+
+
+def report(table: dict[str, dict[str, list[dict]]], names: list[str]) -> None:
+    mean = per_task(table, names, "val_loss", "Final val loss of the best member (mean over seeds):")
+    per_task(
+        table,
+        names,
+        "test",
+        "Test metric of the best member (accuracy where the task classifies, higher is better; "
+        "else test loss, lower is better; mean over seeds):",
+        bold=None,
+    )
+    per_task(
+        table, names, "wall", "Wall time per run or population, s (mean over seeds):", bold=None, digits=1
+    )
     reference = "cosine grid" if "cosine grid" in names else names[0]
     ratio = {n: geomean([mean[t][n] / mean[t][reference] for t in mean]) for n in names}
     ranks = {n: statistics.mean(sorted(mean[t].values()).index(mean[t][n]) + 1 for t in mean) for n in names}
