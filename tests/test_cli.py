@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from rlsched.app.cli import main
+
 GOOD = """
 task = "synthetic"
 name = "ok"
@@ -119,12 +121,16 @@ BAD = [
 
 
 @pytest.mark.parametrize("args, message", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(workdir, args, message):
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(workdir, monkeypatch, capsys, args, message):
+    """In process, through the CLI's own ``main`` (tests/test_bad_inputs.py also runs some cases
+    through the installed executable)."""
+    monkeypatch.chdir(workdir)
     before = snapshot(workdir)
-    out = rlsched(*args, cwd=workdir)
-    assert out.returncode == 2, out.stdout + out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("rlsched"), lines
     assert message in lines[0], lines[0]
     assert snapshot(workdir) == before
