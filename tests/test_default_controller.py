@@ -64,16 +64,28 @@ def test_the_default_is_a_version_2_controller_with_its_card():
 
 def test_two_jobs_from_outside_the_zoo_get_two_different_schedules():
     """Clean labels at batch 64, and 30 % wrong labels at batch 16 from an LR 10x lower: the probe
-    sets each job's LR scale, and the policy departs from its prior only on the noisy job."""
+    sets each job's LR scale. The policy keeps its prior's LR and moves to smaller batches, the rule
+    it learned on the zoo (where the budget is examples); on the clean job that beats the prior."""
     clean, clean_run, clean_actions = schedule(classification(Y), 50_000)
     noisy_start = rlsched.Hyperparams(lr=0.005, batch_size=16)
-    noisy, noisy_run, noisy_actions = schedule(classification(NOISY), 100_000, initial=noisy_start)
+    noisy, noisy_run, _ = schedule(classification(NOISY), 100_000, initial=noisy_start)
     for trajectory, run in ((clean, clean_run), (noisy, noisy_run)):
         assert len(trajectory) == 10 and all(math.isfinite(lr) for lr, _ in trajectory)
         assert not run.best.diverged
-    assert set(clean_actions) == {(2, 1)}  # the prior itself
-    assert clean_actions != noisy_actions  # the policy's own choices follow the job
     assert [lr for lr, _ in clean] != pytest.approx([lr for lr, _ in noisy], rel=0.05)
+    assert [size for _, size in clean] == [32] + [16] * 9  # from 64, a rung down at each decision
+    assert [size for _, size in noisy] == [16] * 10  # already the ladder's smallest
+    assert {lr for lr, _ in clean_actions} == {2}  # the LR factor stays the prior's
+    prior = rlsched.run(
+        classification(Y),
+        ProbeCosine(),
+        space=SPACE,
+        initial=INITIAL,
+        budget_samples=50_000,
+        decisions=10,
+        seed=0,
+    )
+    assert clean_run.best.val_loss < prior.best.val_loss
 
 
 def test_the_controller_stays_close_to_its_prior_on_an_outside_job():
