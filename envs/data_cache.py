@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from rlsched.core.files import atomic_write_bytes
 
 CACHE_DIR_VARIABLE = "RLSCHED_CACHE_DIR"
 _UNREADABLE = (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile)
@@ -64,17 +65,11 @@ def cached(
 
 
 def _save(path: Path, data: Tensors) -> None:
-    """Save atomically: a temporary file in the same folder, renamed over ``path``."""
+    """Save atomically (:func:`rlsched.core.files.atomic_write_bytes`); a folder that cannot be
+    written (read-only, full) keeps nothing, and the data is still returned."""
+    # clone: a slice would otherwise save the whole tensor it is a view of
+    tensors = {k: v.clone() for k, v in data.items()}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write_bytes(path, lambda f: torch.save(tensors, f))
     except OSError:
-        return  # a read-only or unusable folder: the data is still returned, only not kept
-    try:
-        with os.fdopen(handle, "wb") as f:
-            # clone: a slice would otherwise save the whole tensor it is a view of
-            torch.save({k: v.clone() for k, v in data.items()}, f)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; cached data is not
-        os.replace(temporary, path)
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
+        pass

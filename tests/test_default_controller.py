@@ -56,6 +56,13 @@ def schedule(job, budget, *, space=SPACE, initial=INITIAL, decisions=10):
     return [(hp.lr, hp.batch_size) for _, hp in run.best.trajectory], run, actions
 
 
+def prior(job, budget, *, space=SPACE, initial=INITIAL, decisions=10):
+    """The controller's prior alone (probe + cosine) on ``job``, as :func:`schedule` runs it."""
+    return rlsched.run(
+        job, ProbeCosine(), space=space, initial=initial, budget_samples=budget, decisions=decisions, seed=0
+    )
+
+
 def test_the_default_is_a_version_2_controller_with_its_card():
     controller = Controller.load("default")
     assert controller.version == 2 and controller.probe_fraction > 0
@@ -76,29 +83,12 @@ def test_two_jobs_from_outside_the_zoo_get_two_different_schedules():
     assert [size for _, size in clean] == [32] + [16] * 9  # from 64, a rung down at each decision
     assert [size for _, size in noisy] == [16] * 10  # already the ladder's smallest
     assert {lr for lr, _ in clean_actions} == {2}  # the LR factor stays the prior's
-    prior = rlsched.run(
-        classification(Y),
-        ProbeCosine(),
-        space=SPACE,
-        initial=INITIAL,
-        budget_samples=50_000,
-        decisions=10,
-        seed=0,
-    )
-    assert clean_run.best.val_loss < prior.best.val_loss
+    assert clean_run.best.val_loss < prior(classification(Y), 50_000).best.val_loss
 
 
 def test_the_controller_stays_close_to_its_prior_on_an_outside_job():
     space = rlsched.HyperparamSpace(lr=(1e-3, 1.0), batch_size=(8, 16, 32, 64), scale_rule="linear")
     initial = rlsched.Hyperparams(lr=0.01, batch_size=16)
-    _, run, _ = schedule(NoisyQuadratic, 16_000, space=space, initial=initial, decisions=8)
-    prior = rlsched.run(
-        NoisyQuadratic,
-        ProbeCosine(),
-        space=space,
-        initial=initial,
-        budget_samples=16_000,
-        decisions=8,
-        seed=0,
-    )
-    assert run.best.val_loss <= 1.5 * prior.best.val_loss
+    settings = dict(space=space, initial=initial, decisions=8)
+    _, run, _ = schedule(NoisyQuadratic, 16_000, **settings)
+    assert run.best.val_loss <= 1.5 * prior(NoisyQuadratic, 16_000, **settings).best.val_loss

@@ -3,12 +3,14 @@ resumes to its result without changing a byte."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 
 import pytest
 from test_user_jobs import INITIAL, SPACE, Buggy
 
 import rlsched
+import rlsched.core.files as files
 from rlsched.agents import PBT
 from rlsched.app.cli import main
 from rlsched.core.job import JobFailed
@@ -68,10 +70,6 @@ def test_a_lineage_cut_short_after_the_checkpoint_still_resumes(tmp_path, monkey
 
 
 def test_a_full_disk_is_one_line_with_the_resume_hint_and_the_run_resumes(tmp_path, monkeypatch, capsys):
-    import errno
-
-    import rlsched.core.files as files
-
     real, writes = files.os.fsync, []
 
     def fsync(fd):  # the disk fills up at the 6th file written atomically (a mid-run checkpoint)

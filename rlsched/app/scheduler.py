@@ -167,8 +167,8 @@ class AdaptiveScheduler:
         measured = k in self._gradients.firsts or k in self._gradients.seconds
         # A non-finite step's gradients are left out too, and so are non-finite gradients of a
         # finite loss: a mixed-precision step that GradScaler skipped (the weights did not move).
-        if not measured or (math.isfinite(float(loss)) and self._finite_gradients()):
-            self._gradients.before_step(k, size)
+        if not measured or math.isfinite(float(loss)):
+            self._gradients.before_step(k, size, skip_nonfinite=True)
         self._losses.append(loss)
         self._sizes.append(size)
         self.samples += size
@@ -190,9 +190,6 @@ class AdaptiveScheduler:
             self._decide(record.stats)
         elif self._interval_done:
             self._decide()
-
-    def _finite_gradients(self) -> bool:
-        return all(bool(torch.isfinite(p.grad).all()) for p in self._params if p.grad is not None)
 
     def get_last_lr(self) -> list[float]:
         """The LR of every parameter group, as torch's schedulers report it."""

@@ -69,15 +69,21 @@ class GradientProbe:
             [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params]
         ).double()
 
-    def before_step(self, step: int, size: int) -> None:
+    def before_step(self, step: int, size: int, *, skip_nonfinite: bool = False) -> None:
+        """Measure step ``step``'s gradients if it is a probed one. ``skip_nonfinite``: leave out
+        non-finite gradients (a mixed-precision step that GradScaler skipped) instead of taking
+        them for divergence."""
         if step not in self.firsts and step not in self.seconds:
             return
         grad = self._flat_grad()
-        self.sq_norms.append((size, float(grad @ grad)))
+        sq_norm = float(grad @ grad)
+        if skip_nonfinite and not math.isfinite(sq_norm):
+            return
+        self.sq_norms.append((size, sq_norm))
         if step in self.seconds and self._previous is not None:
             self.dots.append(float(self._previous @ grad))
         self._previous = grad if step in self.firsts else None
-        if not math.isfinite(self.sq_norms[-1][1]):
+        if not math.isfinite(sq_norm):
             self.nonfinite = True
         if step == 0:
             self._weights = torch.cat([p.detach().reshape(-1) for p in self.params]).double()
